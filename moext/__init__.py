@@ -1,0 +1,26 @@
+"""moext: the MoExt micro-expression network, its losses, and the face preprocessing that
+training and the live recognizer share. No CLI, no file-system layout, no camera."""
+
+from moext.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    register_model,
+    save_checkpoint,
+    transfer_pretrained,
+)
+from moext.config import ModelConfig
+from moext.modeling import MoExtClassifier, MoExtPretrain
+
+register_model("moext-pretrain", MoExtPretrain, ModelConfig)
+register_model("moext-classifier", MoExtClassifier, ModelConfig)
+
+__all__ = [
+    "CheckpointError",
+    "ModelConfig",
+    "MoExtClassifier",
+    "MoExtPretrain",
+    "load_checkpoint",
+    "register_model",
+    "save_checkpoint",
+    "transfer_pretrained",
+]

@@ -1,0 +1,67 @@
+"""Typed configuration of the MoExt network and its pre-training losses.
+
+A checkpoint stores its `ModelConfig` as JSON beside the weights, so loading never guesses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# The five classes of the CASME II protocol are only a default; a checkpoint carries its own.
+DEFAULT_CLASSES = ("negative", "positive", "surprise")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a MoExt network exactly.
+
+    Attributes:
+        backbone: torchvision backbone name, see `moext.modeling.backbone.BACKBONES`.
+        backbone_weights: optional local file (safetensors, or a torchvision `.pth` read with
+            `weights_only=True`) used to initialise the backbone; never downloaded.
+        image_size: side of the square network input in pixels (the paper uses 224).
+        branch_channels: output channels of the Conv blocks of each separator branch (Table 1).
+        feature_dim: width of the shape and texture features S and T after the branch FC.
+            512 makes the reconstructor's input concat 1024-wide, as Table 2 implies.
+        projection_dim: output width of the projection f(.) shared by L_st and L_ss.
+        num_classes / class_names: the classifier head; names travel with the weights.
+        use_motion_extractor: False is the Table 7 ablation that feeds |S_a - S_o| to the head.
+        alpha_st, alpha_ss: loss weights alpha1 and alpha2 of eq. 9.
+        margin_st, margin_ss: epsilon of eq. 7 and eq. 8 (the paper gives [0.2, 0.5]).
+        dropout: dropout before the classifier head.
+    """
+
+    backbone: str = "resnet18"
+    backbone_weights: str | None = None
+    image_size: int = 224
+    branch_channels: int = 512
+    feature_dim: int = 512
+    projection_dim: int = 128
+    num_classes: int = len(DEFAULT_CLASSES)
+    class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
+    use_motion_extractor: bool = True
+    alpha_st: float = 0.5
+    alpha_ss: float = 1.0
+    margin_st: float = 0.3
+    margin_ss: float = 0.3
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"ModelConfig: num_classes={self.num_classes} but {len(self.class_names)} "
+                f"class_names {self.class_names}; give one name per class."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**d)

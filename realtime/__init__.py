@@ -1,0 +1,1 @@
+"""Live side of moext: capture, streams, spotting, backends and user interfaces."""

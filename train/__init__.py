@@ -1,0 +1,1 @@
+"""Training side of moext: datasets, protocols, loops, evaluation and reports."""

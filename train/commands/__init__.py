@@ -1,0 +1,1 @@
+"""One module per group of `moext-train` commands; each registers on `train.app.app`."""
