@@ -1,0 +1,130 @@
+"""Typed configuration of the training runs (pre-training, fine-tuning, LOSO, ablations).
+
+Defaults are the paper's settings (§4.1.2): batch 20, 30 epochs, Adam lr 1e-4, weight decay
+1e-4, 224x224 inputs, mirroring and rotation in [-10, 10] degrees to 10x the data. Every field
+is a command-line flag; the whole config is written beside every checkpoint and report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class OptimConfig:
+    """Adam and its schedule (fixed: no epoch is ever chosen by a test subject).
+
+    Attributes:
+        batch_size: global batch (split over DDP ranks); pairs per step.
+        epochs: passes over the (augmented) training data.
+        lr, weight_decay: Adam's.
+    """
+
+    batch_size: int = 20
+    epochs: int = 30
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+
+
+@dataclass
+class AugmentConfig:
+    """Data augmentation; every draw is a function of (seed, epoch, item) so runs replay.
+
+    Attributes:
+        repeats: each pair is seen this many times per epoch, each time with its own
+            mirror/rotation draw ("to 10x the data", §4.1.2).
+        mirror: random horizontal flip, the same for onset and apex of a pair.
+        max_rotation_deg: rotation drawn from [-max, max], the same for onset and apex.
+        expansion_m: instances per expansion set in pre-training (the frame + m-1 variants).
+        noise_std: std of the additive Gaussian noise variant, in 0..255 pixel units.
+        contrast_gain: (low, high) of the contrast-increase variant's gain.
+        rigid_px, rigid_deg, rigid_scale: extra rigid motion of the apex relative to the onset
+            (uniform in +-value; translation in pixels of the cached crop). 0 in the paper; the
+            demo weights use it because a live camera gives a little head motion and
+            alignment jitter between onset and current frame that is not an expression.
+        sensor_noise_std: Gaussian noise drawn independently for onset and apex (0..255 units),
+            like a camera's; 0 in the paper.
+    """
+
+    repeats: int = 10
+    mirror: bool = True
+    max_rotation_deg: float = 10.0
+    expansion_m: int = 3
+    noise_std: float = 8.0
+    contrast_gain: tuple[float, float] = (1.2, 1.6)
+    rigid_px: float = 0.0
+    rigid_deg: float = 0.0
+    rigid_scale: float = 0.0
+    sensor_noise_std: float = 0.0
+
+
+@dataclass
+class RunConfig:
+    """One pre-training or fine-tuning run.
+
+    Attributes:
+        method: key of `train.methods.METHODS` (moext, ...).
+        model: the network's config as a dict (the method's own config dataclass).
+        optim, augment: see above.
+        seed: every random draw (init, data order, augmentation, dropout) follows from it.
+        caches: preprocess cache directories whose manifests feed the run.
+        include_macro: pre-training also uses macro-expression rows (Table 7 "no macro" = False).
+        protocol: fine-tuning label map (`train.protocols`); None in pre-training.
+        init: pre-trained checkpoint to start fine-tuning from; None = from scratch.
+        loader_workers: DataLoader worker processes (0 = load in the training process).
+    """
+
+    method: str = "moext"
+    model: dict[str, Any] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 0
+    caches: list[str] = field(default_factory=list)
+    include_macro: bool = True
+    protocol: str | None = None
+    init: str | None = None
+    loader_workers: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        d = dict(d)
+        d["optim"] = OptimConfig(**d.get("optim", {}))
+        aug = dict(d.get("augment", {}))
+        if "contrast_gain" in aug:
+            aug["contrast_gain"] = tuple(aug["contrast_gain"])
+        d["augment"] = AugmentConfig(**aug)
+        return cls(**d)
+
+
+@dataclass
+class LosoConfig:
+    """Leave-one-subject-out evaluation around a fine-tuning `RunConfig`.
+
+    Attributes:
+        run: the fine-tuning run every fold repeats (its `init` is the pre-trained model).
+        selection: "fixed" trains the fixed schedule and scores the last epoch; "inner-val"
+            holds out `val_subjects` training subjects, scores every epoch on them, and keeps
+            the best epoch's weights. The test subject never chooses anything.
+        val_subjects: number of training subjects held out for "inner-val".
+        workers: folds run in parallel processes.
+        subjects: restrict to these test subjects (all when empty); others still train.
+    """
+
+    run: RunConfig = field(default_factory=RunConfig)
+    selection: str = "fixed"
+    val_subjects: int = 2
+    workers: int = 1
+    subjects: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class TrainError(Exception):
+    """A user error (missing data, bad flag, wrong checkpoint): the CLI prints the message,
+    which names the bad input and the fix, and exits non-zero without a traceback."""
