@@ -1,4 +1,18 @@
-"""Entry point of `moext-live`."""
+"""Entry point of `moext-live`.
+
+    moext-live --camera 0                       # window with box, label, motion curve
+    moext-live --video clip.mp4 --headless --events out.jsonl --frames frames.csv
+    moext-live --demo                           # shipped sample video + demo weights
+    moext-live export --format onnx --checkpoint my.safetensors
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -9,13 +23,196 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+DEMO_VIDEO = Path(__file__).resolve().parent / "assets" / "demo.mp4"
+WINDOW = "moext-live"
+
+
+class BackendName(str, Enum):
+    auto = "auto"
+    tensorrt = "tensorrt"
+    onnx = "onnx"
+    torch = "torch"
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    tensorrt = "tensorrt"
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"moext-live: error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _info(msg: str) -> None:
+    typer.echo(f"moext-live: {msg}", err=True)
+
 
 @app.callback(invoke_without_command=True)
-def main(ctx: typer.Context) -> None:
-    """Live recognizer (work in progress: see README status)."""
-    if ctx.invoked_subcommand is None:
+def main(
+    ctx: typer.Context,
+    camera: Optional[int] = typer.Option(None, "--camera", help="Camera index to read (0 = default)."),
+    video: Optional[Path] = typer.Option(None, "--video", help="Video file to read (anything OpenCV reads)."),
+    demo: bool = typer.Option(False, "--demo", help="Run on the shipped sample video with the demo weights."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="Classifier checkpoint (.safetensors + .json); default: the demo weights."),
+    backend: BackendName = typer.Option(BackendName.auto, "--backend", help="Inference backend."),
+    headless: bool = typer.Option(False, "--headless", help="No window (also automatic without a display)."),
+    events: Optional[Path] = typer.Option(None, "--events", help="Write events to FILE (.jsonl or .csv)."),
+    frames: Optional[Path] = typer.Option(None, "--frames", help="Write one CSV row per frame to FILE."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after N frames."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the backend."),
+) -> None:
+    """Run the live recognizer on a camera, a video file, or the demo video."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if demo:
+        if camera is not None or video is not None:
+            _fail("--demo runs the shipped video; do not combine it with --camera or --video")
+        if not DEMO_VIDEO.is_file():
+            _fail(f"the demo video {DEMO_VIDEO} is missing from this install; use --video FILE")
+        video = DEMO_VIDEO
+    if camera is None and video is None:
         typer.echo(ctx.get_help())
+        _fail("give a source: --camera N, --video PATH or --demo")
+    if camera is not None and video is not None:
+        _fail("give one source: --camera N or --video PATH, not both")
+    raise typer.Exit(run(camera, video, checkpoint, backend.value, headless, events, frames,
+                         max_frames, threads))
+
+
+def run(camera, video, checkpoint, backend, headless, events_path, frames_path, max_frames,
+        threads) -> int:
+    """The loop behind `moext-live`; returns the exit code."""
+    from realtime.backends import BackendUnavailable
+    from realtime.events import EventWriter, FrameWriter
+    from realtime.recognizer import Recognizer, RecognizerConfig, RecognizerError
+    from realtime.sources import SourceError, open_source
+
+    # Open the cheap things first so that a typo in a path fails before models load.
+    try:
+        source = open_source(camera=camera, video=video)
+    except SourceError as e:
+        _fail(str(e))
+    try:
+        rec = Recognizer(checkpoint, backend=backend, config=RecognizerConfig(threads=threads))
+    except (RecognizerError, BackendUnavailable) as e:
+        source.close()
+        _fail(str(e))
+    _info(f"backend: {rec.backend_choice.name} ({rec.backend_choice.reason})")
+    _info(f"source: {source.name}")
+
+    writers = []
+    try:
+        ev_w = EventWriter(events_path, rec.class_names) if events_path else None
+        fr_w = FrameWriter(frames_path, rec.class_names, rec.regions) if frames_path else None
+    except (ValueError, OSError) as e:
+        source.close()
+        rec.close()
+        _fail(str(e))
+    writers = [w for w in (ev_w, fr_w) if w is not None]
+
+    show = not headless
+    if show:
+        from realtime.overlay import display_available
+
+        if not display_available():
+            _info("no display found: running headless")
+            show = False
+    overlay = None
+    if show:
+        import cv2
+
+        from realtime.overlay import Overlay
+
+        overlay = Overlay(rec.class_names, threshold=rec.spotter.cfg.enter_min)
+        cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE)
+
+    stopped = "end of stream"
+    try:
+        for fr in source:
+            rec.add_timing("decode", fr.decode_ms)
+            r = rec.process(fr.image, fr.timestamp_ms)
+            if fr_w is not None:
+                fr_w.write(r)
+            for ev in r.events:
+                if ev_w is not None:
+                    ev_w.write(ev)
+                probs = " ".join(f"{k}={v:.2f}" for k, v in ev.probabilities.items())
+                typer.echo(
+                    f"event {ev.kind} {ev.label or '?'}: onset {ev.onset_ms / 1000:.3f}s apex "
+                    f"{ev.apex_ms / 1000:.3f}s offset {ev.offset_ms / 1000:.3f}s amplitude "
+                    f"{ev.amplitude:.2f}% IOD region {ev.region} {probs}"
+                )
+            if overlay is not None:
+                import cv2
+
+                cv2.imshow(WINDOW, overlay.draw(fr.image, r))
+                key = cv2.waitKey(1) & 0xFF
+                if key in (27, ord("q")):
+                    stopped = "key pressed"
+                    break
+                if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+                    stopped = "window closed"
+                    break
+            if max_frames and rec.frames >= max_frames:
+                stopped = f"--max-frames {max_frames}"
+                break
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    except SourceError as e:
+        stopped = str(e)
+    finally:
+        for w in writers:
+            w.close()
+        rec.decode_failures = source.decode_failures
+        source.close()
+        if overlay is not None:
+            import cv2
+
+            cv2.destroyAllWindows()
+        summary = rec.summary()
+        rec.close()
+    typer.echo(f"stopped: {stopped}")
+    typer.echo(summary.format())
+    for w, what in ((ev_w, "events"), (fr_w, "frames")):
+        if w is not None:
+            typer.echo(f"{what} written: {w.path} ({w.count} rows)")
+    return 0
+
+
+@app.command("export")
+def export_cmd(
+    format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx or tensorrt."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="Classifier checkpoint; default: the demo weights."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Folder to write into; default: the cache the recognizer reads."),
+) -> None:
+    """Export a classifier for ONNX Runtime or TensorRT (features + head, see docs)."""
+    from moext.checkpoint import CheckpointError, load_checkpoint
+    from realtime import export as ex
+    from realtime.recognizer import DEMO_WEIGHTS
+
+    ck = checkpoint or DEMO_WEIGHTS
+    try:
+        model, meta = load_checkpoint(ck)
+    except CheckpointError as e:
+        _fail(str(e))
+    if not hasattr(model, "forward_head"):
+        _fail(f"checkpoint {ck} holds a {meta['kind']!r} model, not a classifier")
+    t0 = time.perf_counter()
+    try:
+        if format == ExportFormat.onnx:
+            paths = ex.export_onnx(model, out) if out else ex.cached_onnx(ck, model)
+        else:
+            paths = ex.export_tensorrt(model, out) if out else ex.cached_tensorrt(ck, model)
+    except ex.TensorRTUnavailable as e:
+        _fail(str(e))
+    for p in paths:
+        typer.echo(str(p))
+    _info(f"exported {format.value} in {time.perf_counter() - t0:.1f}s")
 
 
 if __name__ == "__main__":
-    app()
+    sys.exit(app())

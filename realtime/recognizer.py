@@ -1,0 +1,333 @@
+"""The live recognizer: frames in, per-frame results and finished events out.
+
+Python API (stable; `realtime/web.py` and `moext-live` build on it)::
+
+    from realtime.recognizer import Recognizer, RecognizerConfig
+
+    rec = Recognizer("realtime/weights/demo.safetensors", backend="auto")
+    for frame_bgr, t_ms in frames:          # HWC uint8 BGR, strictly increasing ms
+        result = rec.process(frame_bgr, t_ms)   # -> FrameResult
+        for ev in result.events:                # finished events (usually none)
+            print(ev.kind, ev.label, ev.onset_ms, ev.apex_ms, ev.offset_ms, ev.probabilities)
+    print(rec.summary().format())
+    rec.close()
+
+- `Recognizer(checkpoint=None, backend="auto", config=None)`: `checkpoint` is a classifier
+  checkpoint (`.safetensors` + `.json`), by default the shipped demo weights; `backend` is
+  one of auto|tensorrt|onnx|torch (`rec.backend_choice` says what auto picked and why);
+  `config` a `RecognizerConfig` (spotting thresholds in `SpottingConfig`).
+- `process(frame_bgr, timestamp_ms) -> FrameResult` (see `realtime.events`): face found,
+  box, landmarks, motion (% IOD) and per-region motion, spotting state, the classifier's
+  class probabilities on (onset reference, this frame), the onset reference's timestamp,
+  the `Event`s that finished at this frame, and per-stage milliseconds. Timestamps must
+  increase strictly (ValueError otherwise), as in MediaPipe's video mode.
+- `summary() -> RunSummary`: frames, faces found, events, fps and per-stage ms so far.
+- `reset()`: forget the stream (a new video); `close()`: release the face mesh.
+
+Like SAM's predictor caches the image embedding, the recognizer computes each frame's
+backbone features once (`forward_features`) and keeps them in the rolling buffer; whichever
+buffered frame is the onset reference, its features are already there, so a frame costs one
+backbone pass plus `forward_head(f_onset, f_current)`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from realtime.backends import BackendChoice, load_backend
+from realtime.buffer import BufferedFrame, RollingBuffer
+from realtime.events import Event, FrameResult
+from realtime.motion import REGION_NAMES, inter_ocular
+from realtime.spotting import SpottedEvent, Spotter, SpottingConfig
+
+DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo.safetensors"
+STAGES = ("decode", "landmarks", "align", "classifier", "spotting")
+
+__all__ = [
+    "DEMO_WEIGHTS", "Event", "FrameResult", "Recognizer", "RecognizerConfig", "RecognizerError",
+    "RunSummary", "SpottingConfig",
+]
+
+
+class RecognizerError(ValueError):
+    """A checkpoint the recognizer cannot use; the message names it and the fix."""
+
+
+@dataclass
+class RecognizerConfig:
+    """Settings of the live recognizer.
+
+    Attributes:
+        spotting: onset/apex thresholds, see `SpottingConfig`.
+        buffer_ms: how much history the rolling buffer keeps; must exceed
+            `spotting.max_event_ms` plus `spotting.ref_lag_ms` so an event's frames stay.
+        max_faces: faces the mesh tracks. 1 by default: with 2, MediaPipe re-runs its
+            detector on every frame that shows fewer than 2 faces (measured here: 16 ms
+            instead of 7 ms per frame); with 1 it tracks the first face found.
+        face_jump: a face box centre moving more than this many inter-ocular distances in
+            one frame is a different face: the spotter starts over.
+        keep_crops: keep aligned crops in the buffer (for displays); costs ~150 kB/frame.
+        threads: CPU threads for the backend (None: the runtime's default).
+    """
+
+    spotting: SpottingConfig = field(default_factory=SpottingConfig)
+    buffer_ms: float = 4000.0
+    max_faces: int = 1
+    face_jump: float = 1.0
+    keep_crops: bool = True
+    threads: int | None = None
+
+
+@dataclass
+class RunSummary:
+    """Counts and timings of a run (a stream, or everything since the last reset)."""
+
+    frames: int
+    faces_found: int
+    events: int
+    micro: int
+    macro: int
+    seconds: float
+    stage_ms: dict[str, float]
+    decode_failures: int = 0
+    discarded: dict[str, int] = field(default_factory=dict)
+    backend: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def format(self) -> str:
+        lines = [
+            f"frames: {self.frames}  faces found: {self.faces_found}  events: {self.events} "
+            f"(micro {self.micro}, macro {self.macro})  fps: {self.fps:.1f}  backend: {self.backend}",
+            "per-stage ms (mean per frame that ran it): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in self.stage_ms.items()),
+        ]
+        if self.decode_failures:
+            lines.append(f"frames that failed to decode (skipped): {self.decode_failures}")
+        if self.discarded:
+            lines.append("movements not reported: "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(self.discarded.items())))
+        if self.frames and not self.faces_found:
+            lines.append("no face was found in any frame")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "frames": self.frames, "faces_found": self.faces_found, "events": self.events,
+            "micro": self.micro, "macro": self.macro, "seconds": self.seconds, "fps": self.fps,
+            "stage_ms": self.stage_ms, "decode_failures": self.decode_failures,
+            "discarded": self.discarded, "backend": self.backend,
+        }
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+class Recognizer:
+    """Face mesh + alignment + rolling buffer + spotter + classifier backend, per frame."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        backend: str = "auto",
+        config: RecognizerConfig | None = None,
+    ):
+        from moext.checkpoint import CheckpointError, load_checkpoint
+        from moext.face import FaceMesh
+
+        self.config = config or RecognizerConfig()
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else DEMO_WEIGHTS
+        if checkpoint is None and not DEMO_WEIGHTS.is_file():
+            raise RecognizerError(
+                f"the demo weights {DEMO_WEIGHTS} are not installed; pass a classifier "
+                "checkpoint (--checkpoint FILE.safetensors, from moext-train finetune)"
+            )
+        try:
+            model, self.meta = load_checkpoint(self.checkpoint)
+        except CheckpointError as e:
+            raise RecognizerError(str(e)) from None
+        if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
+            raise RecognizerError(
+                f"checkpoint {self.checkpoint} holds a {self.meta['kind']!r} model, not a "
+                "classifier; pass the output of moext-train finetune"
+            )
+        self.class_names: list[str] = list(model.cfg.class_names)
+        self.image_size: int = int(model.cfg.image_size)
+        self.backend, self.backend_choice = load_backend(
+            self.checkpoint, model, backend, self.config.threads
+        )
+        self.regions = list(REGION_NAMES)
+        self._mesh = FaceMesh(video_mode=True, max_faces=self.config.max_faces, refine=True)
+        self.buffer = RollingBuffer(self.config.buffer_ms)
+        self.spotter = Spotter(self.config.spotting)
+        self._reset_stats()
+
+    # -- state ------------------------------------------------------------------------
+
+    def _reset_stats(self) -> None:
+        self.frames = 0
+        self.faces_found = 0
+        self.events: list[Event] = []
+        self.decode_failures = 0
+        self._stage_total = {s: 0.0 for s in STAGES}
+        self._stage_count = {s: 0 for s in STAGES}
+        self._t_start: float | None = None
+        self._t_last: float | None = None
+        self._last_ts: float | None = None
+        self._last_centre: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Start a new stream: clears buffer, spotter, counters and the face tracker."""
+        from moext.face import FaceMesh
+
+        self._mesh.close()
+        self._mesh = FaceMesh(video_mode=True, max_faces=self.config.max_faces, refine=True)
+        self.buffer.clear()
+        self.spotter = Spotter(self.config.spotting)
+        self._reset_stats()
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> "Recognizer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add_timing(self, stage: str, ms: float) -> None:
+        """Account time for a stage done outside `process` (the source's decode)."""
+        self._stage_total[stage] += ms
+        self._stage_count[stage] += 1
+
+    # -- the per-frame path -----------------------------------------------------------------
+
+    def process(self, frame_bgr: np.ndarray, timestamp_ms: float) -> FrameResult:
+        """Run one frame (HWC uint8 BGR) taken at `timestamp_ms` (strictly increasing)."""
+        from moext.face import NoFace
+        from moext.preprocess import face_to_input
+
+        ts = float(timestamp_ms)
+        if self._last_ts is not None and ts <= self._last_ts:
+            raise ValueError(
+                f"timestamp {ts} ms is not after the previous {self._last_ts} ms; timestamps "
+                "must increase strictly (call reset() to start a new stream)"
+            )
+        now = time.perf_counter()
+        if self._t_start is None:
+            self._t_start = now
+        self._last_ts = ts
+        index = self.frames
+        self.frames += 1
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        det = self._mesh.detect(frame_bgr)
+        timings["landmarks"] = (time.perf_counter() - t0) * 1e3
+        if isinstance(det, NoFace):
+            if self._last_centre is not None:  # the face just left: forget its references
+                self.spotter.reset()
+                self.buffer.clear()
+                self._last_centre = None
+            self._account(timings)
+            return FrameResult(index, ts, False, state=self.spotter.state,
+                               timings_ms=timings, skipped_reason=det.reason)
+        self.faces_found += 1
+        lm = det.landmarks
+        centre = lm.mean(0)
+        if self._last_centre is not None and (
+            np.linalg.norm(centre - self._last_centre) > self.config.face_jump * inter_ocular(lm)
+        ):
+            # Another face (or a re-detection far away): references of the old one are void.
+            self.spotter.reset()
+            self.buffer.clear()
+        self._last_centre = centre
+
+        t0 = time.perf_counter()
+        x, aligned = face_to_input(frame_bgr, lm, self.image_size)
+        timings["align"] = (time.perf_counter() - t0) * 1e3
+
+        t0 = time.perf_counter()
+        feats = self.backend.features(x)[0]
+        t_cls = (time.perf_counter() - t0) * 1e3
+
+        rec = BufferedFrame(index, ts, lm, aligned.crop if self.config.keep_crops else None, feats)
+        t0 = time.perf_counter()
+        self.buffer.append(rec)
+        upd = self.spotter.update(rec, self.buffer)
+        timings["spotting"] = (time.perf_counter() - t0) * 1e3
+
+        t0 = time.perf_counter()
+        probs = None
+        if upd.reference is not None and upd.reference.features is not None:
+            logits = self.backend.head(upd.reference.features[None], feats[None])
+            probs = _softmax(logits)[0]
+        events = [self._to_event(e) for e in upd.events]
+        timings["classifier"] = t_cls + (time.perf_counter() - t0) * 1e3
+        self.events.extend(events)
+        self._account(timings)
+
+        pd = dict(zip(self.class_names, map(float, probs))) if probs is not None else None
+        return FrameResult(
+            index=index,
+            timestamp_ms=ts,
+            face_found=True,
+            box=det.box,
+            landmarks=lm,
+            motion=upd.motion,
+            region_motion=dict(upd.measure.regions) if upd.measure is not None else {},
+            state=upd.state,
+            probabilities=pd,
+            label=max(pd, key=pd.get) if pd else None,
+            onset_ms=upd.reference.t_ms if upd.reference is not None else None,
+            events=events,
+            timings_ms=timings,
+        )
+
+    def _to_event(self, e: SpottedEvent) -> Event:
+        # The onset frame's and apex frame's features are in the buffer already: only the
+        # head runs, on exactly the (onset, apex) pair the event reports.
+        onset = e.onset if e.onset.features is not None else e.reference
+        probs: dict[str, float] = {}
+        label = None
+        if onset.features is not None and e.apex.features is not None:
+            p = _softmax(self.backend.head(onset.features[None], e.apex.features[None]))[0]
+            probs = dict(zip(self.class_names, map(float, p)))
+            label = max(probs, key=probs.get)
+        return Event(
+            onset_ms=e.onset.t_ms, apex_ms=e.apex.t_ms, offset_ms=e.offset.t_ms, kind=e.kind,
+            label=label, probabilities=probs, amplitude=round(e.amplitude, 4), region=e.region,
+            onset_index=e.onset.index, apex_index=e.apex.index, offset_index=e.offset.index,
+        )
+
+    def _account(self, timings: dict[str, float]) -> None:
+        for k, v in timings.items():
+            self._stage_total[k] += v
+            self._stage_count[k] += 1
+        self._t_last = time.perf_counter()
+
+    def summary(self) -> RunSummary:
+        secs = (self._t_last - self._t_start) if self._t_start and self._t_last else 0.0
+        # Wall time from the first frame's start to the last frame's end misses the first
+        # frame's decode; add the mean decode so fps is end to end.
+        if self._stage_count["decode"]:
+            secs += self._stage_total["decode"] / self._stage_count["decode"] / 1e3
+        stage_ms = {
+            s: self._stage_total[s] / self._stage_count[s] for s in STAGES if self._stage_count[s]
+        }
+        micro = sum(e.kind == "micro" for e in self.events)
+        return RunSummary(
+            frames=self.frames, faces_found=self.faces_found, events=len(self.events),
+            micro=micro, macro=len(self.events) - micro, seconds=secs, stage_ms=stage_ms,
+            decode_failures=self.decode_failures, discarded=dict(self.spotter.discarded),
+            backend=self.backend_choice.name,
+        )

@@ -1,0 +1,176 @@
+"""Frame sources: a camera index or a video file, each frame with a monotonic timestamp.
+
+- Video: the file's own timestamps (`CAP_PROP_POS_MSEC`), forced strictly increasing
+  (some containers repeat or lack them; then frame index / fps fills in).
+- Camera: the capture clock, `time.monotonic()` when the frame was grabbed, in ms since
+  the source opened.
+
+Frames that fail to decode in the middle of a stream are skipped and counted
+(`decode_failures`), never fatal; a source that cannot be opened at all raises
+`SourceError` with a one-line message naming it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+
+class SourceError(RuntimeError):
+    """A camera or file that cannot be opened or read; the message names it."""
+
+
+@dataclass
+class Frame:
+    """One decoded frame: HWC uint8 BGR image, its timestamp (ms) and its number."""
+
+    image: np.ndarray
+    timestamp_ms: float
+    index: int
+    decode_ms: float
+
+
+class _Source:
+    name: str
+    # Consecutive failed reads after which a stream is taken to have ended rather than to
+    # have one bad frame (a truncated file fails on every read after the cut).
+    max_consecutive_failures = 30
+
+    def __init__(self) -> None:
+        self.cap: cv2.VideoCapture | None = None
+        self.decode_failures = 0
+        self.frames_read = 0
+        self._last_ts: float | None = None
+
+    @property
+    def fps(self) -> float:
+        f = self.cap.get(cv2.CAP_PROP_FPS) if self.cap is not None else 0.0
+        return f if f and 1.0 <= f <= 1000.0 else 30.0
+
+    def _monotonic(self, ts: float) -> float:
+        if self._last_ts is not None and ts <= self._last_ts:
+            ts = self._last_ts + 1000.0 / self.fps
+        self._last_ts = ts
+        return ts
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+
+class VideoSource(_Source):
+    """Any file OpenCV can read; `loop=True` starts over at the end (timestamps go on)."""
+
+    def __init__(self, path: str | Path, loop: bool = False):
+        super().__init__()
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.loop = loop
+        if not self.path.is_file():
+            raise SourceError(f"video {self.path} does not exist; pass a readable video file")
+        self.cap = cv2.VideoCapture(str(self.path))
+        if not self.cap.isOpened():
+            raise SourceError(
+                f"video {self.path} cannot be opened by OpenCV; is it a video file "
+                "(mp4, avi, mkv, ...) in a codec this OpenCV reads?"
+            )
+        ok, first = self.cap.read()
+        if not ok or first is None:
+            raise SourceError(f"video {self.path} opened but no frame could be decoded from it")
+        self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.size = (first.shape[1], first.shape[0])
+
+    def __iter__(self) -> Iterator[Frame]:
+        offset = 0.0  # timestamp offset of the current loop
+        pos = 0  # frame position within the file
+        fails = 0
+        while self.cap is not None:
+            t0 = time.perf_counter()
+            ok = self.cap.grab()
+            img = None
+            if ok:
+                ts_file = self.cap.get(cv2.CAP_PROP_POS_MSEC)
+                ok, img = self.cap.retrieve()
+            decode_ms = (time.perf_counter() - t0) * 1e3
+            pos += 1
+            if not ok or img is None:
+                # Past the known end: the stream is over. Before it: a bad frame, skip it.
+                if (self.frame_count and pos >= self.frame_count) or fails >= self.max_consecutive_failures:
+                    if self.loop and self.frames_read:
+                        offset = (self._last_ts or 0.0) + 1000.0 / self.fps
+                        self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                        pos, fails = 0, 0
+                        continue
+                    return
+                fails += 1
+                self.decode_failures += 1
+                continue
+            fails = 0
+            if not ts_file and pos > 1:  # container without timestamps
+                ts_file = (pos - 1) * 1000.0 / self.fps
+            ts = self._monotonic(offset + ts_file)
+            self.frames_read += 1
+            yield Frame(img, ts, self.frames_read - 1, decode_ms)
+
+
+class CameraSource(_Source):
+    """A camera by index, timestamps from the capture clock."""
+
+    def __init__(self, index: int, width: int | None = None, height: int | None = None):
+        super().__init__()
+        self.name = f"camera {index}"
+        self.cap = cv2.VideoCapture(index)
+        if not self.cap.isOpened():
+            self.cap = None
+            raise SourceError(
+                f"camera {index} cannot be opened; check that it is connected and not used by "
+                "another program, try another --camera index, or use --video FILE / --demo"
+            )
+        if width:
+            self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        if height:
+            self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        self._t0 = time.monotonic()
+
+    def __iter__(self) -> Iterator[Frame]:
+        fails = 0
+        while self.cap is not None:
+            t0 = time.perf_counter()
+            ok = self.cap.grab()
+            ts = (time.monotonic() - self._t0) * 1e3  # when the frame was grabbed
+            img = None
+            if ok:
+                ok, img = self.cap.retrieve()
+            decode_ms = (time.perf_counter() - t0) * 1e3
+            if not ok or img is None:
+                fails += 1
+                self.decode_failures += 1
+                if fails >= self.max_consecutive_failures:
+                    raise SourceError(f"{self.name} stopped delivering frames "
+                                      f"({fails} failed reads in a row)")
+                continue
+            fails = 0
+            self.frames_read += 1
+            yield Frame(img, self._monotonic(ts), self.frames_read - 1, decode_ms)
+
+
+def open_source(camera: int | None = None, video: str | Path | None = None, loop: bool = False):
+    if (camera is None) == (video is None):
+        raise SourceError("give exactly one source: --camera N or --video PATH (or --demo)")
+    return CameraSource(camera) if camera is not None else VideoSource(video, loop=loop)
