@@ -1,0 +1,103 @@
+"""`moext-train preprocess` and `moext-train synth`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from train.app import app
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def preprocess(
+    dataset: str = typer.Argument(..., help="casme2 | samm | smic-hs | casme3 | macro"),
+    root: Path = typer.Argument(..., help="the folder the dataset was unpacked into"),
+    out: Path = typer.Option(..., "--out", "-o", help="cache folder (crops + manifest.jsonl)"),
+    frames_per_clip: int = typer.Option(
+        0, "--frames-per-clip", min=0, help="further aligned crops from the onset on (MA2MI pairs); 0 = none"
+    ),
+    frame_stride: int = typer.Option(1, "--frame-stride", min=1, help="frames between those further crops"),
+    align: str = typer.Option(
+        "frame", "--align", help="frame: each frame by its own landmarks (as live); onset: the onset's transform"
+    ),
+    restart: bool = typer.Option(False, "--restart", help="redo this dataset instead of resuming"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Align onset/apex crops of a micro-expression dataset and write CACHE/manifest.jsonl.
+
+    Resumable: run it again after an interruption and it continues. Samples that cannot be
+    used are skipped, listed at the end and in the manifest (status skipped, reason).
+    """
+    from train.datasets import DATASETS, DatasetError
+    from train.datasets.cache import CacheError, PreprocessConfig, preprocess_dataset
+
+    if dataset not in DATASETS:
+        _fail(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if not root.exists():
+        _fail(f"dataset root {root} does not exist; give the folder you unpacked {dataset} into")
+    cfg = PreprocessConfig(frames_per_clip=frames_per_clip, frame_stride=frame_stride, align=align)
+    try:
+        s = preprocess_dataset(dataset, root, out, cfg, restart=restart, progress=progress)
+    except (DatasetError, CacheError) as e:
+        _fail(str(e))
+    per = s.seconds / max(s.total - s.resumed, 1)
+    typer.echo(
+        f"{dataset}: {s.ok} ok ({s.resumed} from an earlier run), {len(s.skipped)} skipped, "
+        f"{s.warned} with warnings, of {s.total} samples in {s.seconds:.1f} s ({per:.2f} s/sample) "
+        f"-> {out / 'manifest.jsonl'}"
+    )
+    for key, reason in s.skipped[:50]:
+        typer.echo(f"  skipped {key}: {reason}")
+    if len(s.skipped) > 50:
+        typer.echo(f"  ... and {len(s.skipped) - 50} more (status skipped in the manifest)")
+    if s.ok == 0:
+        _fail(f"no usable sample in {root}; see the reasons above", 1)
+
+
+@app.command()
+def synth(
+    out: Path = typer.Option(..., "--out", "-o", help="output folder"),
+    faces: Optional[Path] = typer.Option(None, "--faces", help="folder of face photos (default: scikit-image's astronaut)"),
+    subjects: int = typer.Option(4, "--subjects", min=1, help="synthetic subjects"),
+    per_class: int = typer.Option(2, "--per-class", min=0, help="micro clips per class per subject"),
+    frames: int = typer.Option(30, "--frames", min=5, help="frames per micro clip (onset..offset)"),
+    width: int = typer.Option(320, "--width", min=64, help="frame width of dataset clips"),
+    height: int = typer.Option(240, "--height", min=64, help="frame height of dataset clips"),
+    macro_per_class: int = typer.Option(1, "--macro-per-class", min=0, help="macro clips per class per subject"),
+    macro_frames: int = typer.Option(40, "--macro-frames", min=12, help="frames per macro clip"),
+    long_videos: int = typer.Option(1, "--long-videos", min=0, help="long 30 fps videos for spotting"),
+    long_seconds: float = typer.Option(20.0, "--long-seconds", min=3.0, help="length of each long video"),
+    seed: int = typer.Option(0, "--seed", help="everything is deterministic for a seed"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Synthetic micro-expressions on real face photos (tests and demos only).
+
+    Writes OUT/CASME2_RAW_selected/ + OUT/CASME2-coding-synthetic.xlsx (CASME II layout),
+    OUT/macro/ (+ labels.csv), OUT/long/long_NN.mp4 + .json (spotting ground truth) and
+    OUT/synth_truth.json.
+    """
+    from train.synth import SynthConfig, SynthError, write_dataset
+
+    cfg = SynthConfig(out=out, faces=faces, subjects=subjects, per_class=per_class, frames=frames,
+                      width=width, height=height, macro_per_class=macro_per_class,
+                      macro_frames=macro_frames, long_videos=long_videos, long_seconds=long_seconds,
+                      seed=seed)
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        truth = write_dataset(cfg, progress=progress)
+    except SynthError as e:
+        _fail(str(e))
+    dt = time.perf_counter() - t0
+    typer.echo(
+        f"wrote {len(truth['micro'])} micro clips (CASME II layout), {len(truth['macro'])} macro clips, "
+        f"{len(truth['long'])} long videos to {out} in {dt:.1f} s (synthetic: for tests and demos only)"
+    )
