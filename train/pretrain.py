@@ -1,0 +1,95 @@
+"""Pre-training (§3): reconstruct the apex from onset texture + motion, on micro and macro
+pairs of one or more preprocess caches (macro pseudo-apexes were chosen by preprocess).
+
+Writes to the run directory: `config.json`, `pretrained.safetensors` + `.json` (every epoch,
+atomically; the run config in `extra`), `train_state.pt` (for `--resume`), `history.json`,
+`loss_curves.png`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from moext import save_checkpoint
+from train import distributed, reports
+from train.config import RunConfig, TrainError
+from train.data import load_rows, subject_key
+from train.loop import fit
+from train.methods import PretrainObjective, get_method
+
+CHECKPOINT = "pretrained"
+
+
+def pretrain_rows(run: RunConfig) -> list[dict[str, Any]]:
+    rows = load_rows(run.caches)
+    kinds = {"micro", "macro"} if run.include_macro else {"micro"}
+    picked = [r for r in rows if r.get("kind", "micro") in kinds]
+    if not picked:
+        raise TrainError(
+            f"no {' or '.join(sorted(kinds))} samples in {', '.join(run.caches)}; pre-training "
+            "needs onset/apex pairs (add a cache with micro or macro rows)"
+        )
+    return picked
+
+
+def pretrain(run: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool = True) -> Path:
+    """Run (or resume) a pre-training; returns the checkpoint path. Works under torchrun."""
+    method = get_method(run.method)
+    try:
+        cfg = method.model_config(run.model)
+    except (TypeError, ValueError) as e:
+        raise TrainError(f"bad model settings: {e}") from None
+    d = distributed.init_from_env()
+    try:
+        rows = pretrain_rows(run)
+        out_dir = Path(out_dir)
+        if d.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            reports.write_json(out_dir / "config.json", {"command": "pretrain", "run": run.to_dict()})
+        torch.manual_seed(run.seed)  # same initial weights on every rank and every resume
+        model = method.build_pretrain(cfg)
+        dataset = method.pretrain_dataset(rows, cfg.image_size, run.augment, run.seed)
+        extra = {
+            "command": "pretrain",
+            "pairs": len(rows),
+            "micro_pairs": sum(r.get("kind", "micro") == "micro" for r in rows),
+            "macro_pairs": sum(r.get("kind") == "macro" for r in rows),
+            "subjects": sorted({subject_key(r) for r in rows}),
+            "world_size": d.world_size,
+        }
+
+        def curves(history):
+            if d.is_main:
+                reports.plot_loss_curves({"pretrain": history}, out_dir / "loss_curves.png", "pre-training loss")
+
+        result = fit(
+            model,
+            PretrainObjective(model, method),
+            dataset,
+            run,
+            d=d,
+            out_dir=out_dir,
+            name=CHECKPOINT,
+            resume=resume,
+            extra=extra,
+            find_unused_parameters=method.find_unused_parameters,
+            progress=progress,
+            desc="pretrain",
+            on_epoch=curves,
+        )
+        path = out_dir / f"{CHECKPOINT}.safetensors"
+        if d.is_main:
+            save_checkpoint(
+                result.model,
+                path,
+                {**extra, "run": run.to_dict(), "epoch": run.optim.epochs, "epochs": run.optim.epochs,
+                 "finished": True, "history": result.history, "rank_weight_digests": result.digests},
+            )
+            curves(result.history)
+        distributed.barrier(d)
+        return path
+    finally:
+        distributed.cleanup(d)

@@ -1,0 +1,200 @@
+"""Run reports: predictions CSV, metrics JSON, a Markdown table laid out like the paper's,
+the confusion-matrix PNG and the loss-curves PNG. Every file is written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from train.metrics import confusion, scores
+
+# CDE per-dataset columns in the paper's Table 6 order: manifest dataset id -> title.
+CDE_DATASETS = {"smic-hs": "SMIC-HS", "casme2": "CASME II", "samm": "SAMM"}
+DATASET_TITLES = {**CDE_DATASETS, "casme3": "CAS(ME)³", "macro": "macro"}
+
+
+def _atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _atomic(Path(path), json.dumps(obj, indent=2).encode())
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic(Path(path), text.encode())
+
+
+def _figure_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on training machines
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_loss_curves(curves: dict[str, list[dict[str, float]]], path: Path, title: str = "training loss") -> None:
+    """One line per (run, loss part) over epochs. `curves`: label -> history records."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    many = len(curves) > 6
+    for label, hist in curves.items():
+        if not hist:
+            continue
+        epochs = [h["epoch"] for h in hist]
+        keys = ["total"] if many else [k for k in hist[0] if k not in ("epoch",) and not k.startswith("val_")]
+        for k in keys:
+            if k in hist[0]:
+                ax.plot(epochs, [h[k] for h in hist], lw=1 if many else 1.5, alpha=0.6 if many else 1.0,
+                        label=None if many else (f"{label} {k}" if len(curves) > 1 else k))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title + (f" ({len(curves)} folds, total loss)" if many else ""))
+    if not many:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _atomic(Path(path), _figure_bytes(fig))
+
+
+def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> None:
+    plt = _pyplot()
+    cm = np.asarray(cm)
+    rows = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2.5, 1.1 * len(class_names) + 2))
+    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.2f}", ha="center", va="center",
+                    color="white" if frac[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_title(title)
+    _atomic(Path(path), _figure_bytes(fig))
+
+
+PRED_FIELDS = ["fold", "subject", "dataset", "sample", "y_true", "y_pred", "true_class", "pred_class"]
+
+
+def write_predictions(path: Path, preds: list[dict[str, Any]], class_names: Sequence[str]) -> None:
+    """One row per test sample of every fold, with the class probabilities."""
+    buf = io.StringIO()
+    fields = PRED_FIELDS + [f"p_{c}" for c in class_names]
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    w.writeheader()
+    for p in preds:
+        row = {k: p[k] for k in PRED_FIELDS}
+        row.update({f"p_{c}": f"{v:.6f}" for c, v in zip(class_names, p["probs"])})
+        w.writerow(row)
+    write_text(path, buf.getvalue())
+
+
+def loso_metrics(preds: list[dict[str, Any]], class_names: Sequence[str], protocol: str) -> dict[str, Any]:
+    """Pooled (headline) scores, per-class figures, mean of folds, and per-dataset breakdown."""
+    k = len(class_names)
+    yt = [p["y_true"] for p in preds]
+    yp = [p["y_pred"] for p in preds]
+    pooled = scores(yt, yp, k, labels=list(range(k)))
+    folds: dict[str, list[dict[str, Any]]] = {}
+    for p in preds:
+        folds.setdefault(p["fold"], []).append(p)
+    per_fold = {
+        f: scores([p["y_true"] for p in ps], [p["y_pred"] for p in ps], k) for f, ps in sorted(folds.items())
+    }
+    datasets = sorted({p["dataset"] for p in preds})
+    by_dataset = {}
+    if len(datasets) > 1 or protocol == "cde":
+        for ds in datasets:
+            sub = [p for p in preds if p["dataset"] == ds]
+            s = scores([p["y_true"] for p in sub], [p["y_pred"] for p in sub], k, labels=list(range(k)))
+            by_dataset[ds] = {"uf1": s.uf1, "uar": s.uar, "acc": s.acc, "n": s.n}
+    return {
+        "protocol": protocol,
+        "class_names": list(class_names),
+        "note": (
+            "pooled: one confusion matrix over the predictions of all folds (MEGC 2019; the "
+            "headline). mean_of_folds: the mean of per-fold scores, each over the classes "
+            "present in that fold; a different number, for reference only."
+        ),
+        "pooled": {"uf1": pooled.uf1, "uar": pooled.uar, "acc": pooled.acc, "n": pooled.n},
+        "per_class": {
+            c: {"precision": pooled.precision[i], "recall": pooled.recall[i], "f1": pooled.f1[i],
+                "support": pooled.support[i]}
+            for i, c in enumerate(class_names)
+        },
+        "confusion": confusion(yt, yp, k).tolist(),
+        "by_dataset": by_dataset,
+        "mean_of_folds": {
+            key: float(np.mean([getattr(s, key) for s in per_fold.values()])) if per_fold else 0.0
+            for key in ("uf1", "uar", "acc")
+        },
+        "folds": {f: {"uf1": s.uf1, "uar": s.uar, "acc": s.acc, "n": s.n} for f, s in per_fold.items()},
+    }
+
+
+def _f(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def results_table(rows: list[tuple[str, dict[str, Any]]], protocol: str) -> str:
+    """Markdown like the paper: Table 6 for CDE (composite + per dataset, UF1/UAR), Tables 3-5
+    (ACC, UF1, UAR) for a single dataset. `rows`: (method label, loso_metrics dict)."""
+    if protocol == "cde":
+        cols = ["Composite"] + [CDE_DATASETS[d] for d in CDE_DATASETS]
+        head = "| Method | " + " | ".join(f"{c} UF1 | {c} UAR" for c in cols) + " |"
+        sep = "|---|" + "---|---|" * len(cols)
+        lines = [head, sep]
+        for label, m in rows:
+            cells = [_f(m["pooled"]["uf1"]), _f(m["pooled"]["uar"])]
+            for d in CDE_DATASETS:
+                b = m["by_dataset"].get(d)
+                cells += [_f(b["uf1"]), _f(b["uar"])] if b else ["–", "–"]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    else:
+        lines = ["| Method | ACC | UF1 | UAR |", "|---|---|---|---|"]
+        for label, m in rows:
+            p = m["pooled"]
+            lines.append(f"| {label} | {_f(p['acc'])} | {_f(p['uf1'])} | {_f(p['uar'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def per_class_table(m: dict[str, Any]) -> str:
+    lines = ["| Class | Precision | Recall | F1 | Support |", "|---|---|---|---|---|"]
+    for c, v in m["per_class"].items():
+        lines.append(f"| {c} | {_f(v['precision'])} | {_f(v['recall'])} | {_f(v['f1'])} | {v['support']} |")
+    return "\n".join(lines) + "\n"
+
+
+def loso_markdown(label: str, m: dict[str, Any], header: str = "") -> str:
+    mof = m["mean_of_folds"]
+    return (
+        (header + "\n\n" if header else "")
+        + f"## {m['protocol']} leave-one-subject-out, {len(m['folds'])} folds, {m['pooled']['n']} samples\n\n"
+        + "Pooled over all folds (MEGC 2019, the headline):\n\n"
+        + results_table([(label, m)], m["protocol"])
+        + "\nPer class (pooled):\n\n"
+        + per_class_table(m)
+        + "\nMean of per-fold scores (each fold over the classes it contains; not comparable "
+        + f"with pooled figures): UF1 {_f(mof['uf1'])}, UAR {_f(mof['uar'])}, ACC {_f(mof['acc'])}\n"
+    )
