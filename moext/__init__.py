@@ -24,3 +24,10 @@ __all__ = [
     "save_checkpoint",
     "transfer_pretrained",
 ]
+
+# MIACNet and its MA2MI pre-training (arXiv 2405.16451).
+from moext.modeling.miacnet import MA2MIPretrain, MIACNet, MIACNetConfig, transfer_ma2mi  # noqa: E402
+
+register_model("miacnet-pretrain", MA2MIPretrain, MIACNetConfig)
+register_model("miacnet", MIACNet, MIACNetConfig)
+__all__ += ["MA2MIPretrain", "MIACNet", "MIACNetConfig", "transfer_ma2mi"]
