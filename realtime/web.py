@@ -1,0 +1,515 @@
+"""Browser demo (Gradio): live webcam and uploaded videos through the live recognizer.
+
+The web layer only moves frames and draws results: every frame goes to
+`realtime.recognizer.Recognizer.process`, the same aligner, spotter and backend as
+`moext-live` on a camera.
+
+- **Live tab**: the browser's webcam is streamed with Gradio's streaming image input
+  (`gr.Image(sources=["webcam"], streaming=True).stream(...)`). Gradio's stream route keeps
+  only the newest frame while the handler is busy, so a slow CPU drops frames instead of
+  building up latency. Each browser session has its own `LiveSession` (a `gr.State`): its
+  own recognizer, rolling buffer, events and files; two tabs never share one.
+- **Video tab**: an uploaded video is read with `realtime.sources.VideoSource` (the file's
+  own timestamps, as `moext-live --video`), with a progress bar; events table, motion curve,
+  events CSV and the per-frame CSV of `realtime.events.FrameWriter`.
+
+Limits (`WebConfig`): streams and video jobs share one concurrency limit; each stream runs
+at most `time_limit` seconds of processing before it stops (press record again to go on);
+uploads above `max_file_size` are refused by Gradio before they reach the server's disk, and
+videos longer than `max_video_seconds` are refused with a message.
+
+Faces are biometric data, so nothing outlives the session unless the user downloads it:
+- webcam frames arrive in the request body and live only in memory (the recognizer's
+  rolling buffer of a few seconds); no output is a `gr.Image`, which would write a PNG to
+  Gradio's cache per frame: the curve and the face thumbnails are inline `data:` URIs;
+- the CSVs a session can download are written in a per-session folder inside Gradio's
+  cache (so Gradio serves them without copying); that folder, the session's uploaded videos
+  and its recognizer are deleted when the tab is closed (`Blocks.unload`);
+- `serve` points Gradio's cache (`GRADIO_TEMP_DIR`) at a fresh private temporary folder,
+  sets `delete_cache` so that any file older than `WebConfig.cache_max_age_s` is removed
+  even if a session never signs off, and deletes the whole folder when the server stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import gradio as gr
+import numpy as np
+
+from realtime.events import Event, EventWriter, FrameWriter
+from realtime.recognizer import Recognizer, RecognizerConfig
+from realtime.web_draw import Mark, curve_html, curve_image, thumbnails_html, video_figure
+
+log = logging.getLogger("moext.web")
+
+EVENT_COLUMNS = ["#", "onset (s)", "apex (s)", "offset (s)", "duration (ms)", "kind", "label",
+                 "p(label)", "amplitude (% IOD)", "region"]
+
+
+@dataclass
+class WebConfig:
+    """Settings of the browser demo.
+
+    Attributes:
+        checkpoint: classifier checkpoint; None = the shipped demo weights.
+        backend: auto | tensorrt | onnx | torch (see `realtime.backends`).
+        recognizer: the live recognizer's settings (spotting thresholds...).
+        stream_every: seconds between webcam frames the browser sends (0.08 = 12.5 fps
+            at most; the handler's own speed is the real limit on CPU).
+        time_limit: seconds of processing one webcam stream may use before it is stopped.
+        concurrency_limit: webcam streams plus video analyses running at once, all users.
+        queue_size: users who may wait for a free slot; more are told the server is busy.
+        max_file_size: largest upload, e.g. "100mb" (Gradio refuses bigger files).
+        max_video_seconds: longest uploaded video that is analysed.
+        curve_seconds: width of the live motion curve.
+        gap_reset_s: a pause in the webcam stream longer than this starts the recognizer
+            over (its onset reference would be stale).
+        cache_max_age_s: files in Gradio's cache older than this are deleted (a backstop
+            for sessions that never close cleanly).
+    """
+
+    checkpoint: str | Path | None = None
+    backend: str = "auto"
+    recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
+    stream_every: float = 0.08
+    time_limit: int = 300
+    concurrency_limit: int = 2
+    queue_size: int = 16
+    max_file_size: str = "100mb"
+    max_video_seconds: float = 300.0
+    curve_seconds: float = 10.0
+    gap_reset_s: float = 1.0
+    cache_max_age_s: int = 900
+
+
+def _events_frame(events: list[Event]):
+    import pandas as pd
+
+    rows = []
+    for k, e in enumerate(events, 1):
+        p = e.probabilities.get(e.label, float("nan")) if e.label else float("nan")
+        rows.append([k, round(e.onset_ms / 1e3, 3), round(e.apex_ms / 1e3, 3), round(e.offset_ms / 1e3, 3),
+                     round(e.duration_ms), e.kind, e.label or "", round(p, 3), round(e.amplitude, 2), e.region])
+    return pd.DataFrame(rows, columns=EVENT_COLUMNS)
+
+
+def _entry_threshold(rec: Recognizer) -> float | None:
+    """The spotter's current entry threshold (% IOD) if it exposes one, for the curve."""
+    v = getattr(rec.spotter, "enter_threshold", None)
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _mark(e: Event) -> Mark:
+    p = e.probabilities.get(e.label, 0.0) if e.label else 0.0
+    return Mark(e.onset_ms / 1e3, e.apex_ms / 1e3, e.offset_ms / 1e3, f"{e.kind} {e.label or '?'} {p:.2f}")
+
+
+def _write_events_csv(path: Path, events: list[Event], class_names: list[str]) -> Path:
+    """All events to `path` atomically (a download never sees half a file)."""
+    tmp = path.with_name(f".tmp-{path.name}")  # keeps the .csv suffix EventWriter needs
+    w = EventWriter(tmp, class_names)
+    try:
+        for e in events:
+            w.write(e)
+    finally:
+        w.close()
+    os.replace(tmp, path)
+    return path
+
+
+class SessionFiles:
+    """Per-browser-session folders and uploads, deleted when the session ends."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._lock = threading.Lock()
+        self._extra: dict[str, set[Path]] = {}
+        self.live: dict[str, "LiveSession"] = {}
+
+    def folder(self, session: str) -> Path:
+        d = self.root / _safe(session)
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return d
+
+    def track(self, session: str, path: str | Path) -> None:
+        with self._lock:
+            self._extra.setdefault(session, set()).add(Path(path))
+
+    def end(self, session: str) -> None:
+        with self._lock:
+            extra = self._extra.pop(session, set())
+            live = self.live.pop(session, None)
+        if live is not None:
+            live.close()
+        for p in extra:
+            p.unlink(missing_ok=True)
+        shutil.rmtree(self.root / _safe(session), ignore_errors=True)
+
+
+def _safe(session: str) -> str:
+    return "".join(c for c in session if c.isalnum() or c in "-_") or "anonymous"
+
+
+class LiveSession:
+    """One browser tab's webcam state: a recognizer and what the page shows."""
+
+    def __init__(self, rec: Recognizer, folder: Path, cfg: WebConfig):
+        self.rec = rec
+        self.folder = folder
+        self.cfg = cfg
+        self.t0 = time.monotonic()
+        self.last_ms = -math.inf
+        self.last_wall: float | None = None
+        n = 4096
+        self.t_s: deque[float] = deque(maxlen=n)
+        self.motion: deque[float] = deque(maxlen=n)
+        self.events: list[Event] = []
+        self.thumbs = thumbnails_html(None, None, "no event yet")
+        self.csv_path: Path | None = None
+        self.frames = 0
+        self.no_face = 0
+        self.skipped = 0
+        self.fps = 0.0
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.rec.buffer.clear()  # the buffer holds face crops: drop them now
+            self.rec.close()
+
+    def step(self, frame_bgr: np.ndarray) -> dict[str, Any]:
+        """Process one webcam frame; returns what changed for the page."""
+        now = time.monotonic()
+        if self.last_wall is not None:
+            gap = now - self.last_wall
+            if gap > self.cfg.gap_reset_s:  # the stream was paused: references are stale
+                self.rec.reset()
+            elif gap > 0:
+                self.fps = 0.8 * self.fps + 0.2 / gap if self.fps else 1.0 / gap
+        self.last_wall = now
+        # The browser gives no capture time: the arrival time stands in for it (on a local
+        # link it lags capture by an encode + upload, the same for every frame).
+        ts = max((now - self.t0) * 1e3, self.last_ms + 1e-3)
+        self.last_ms = ts
+        self.frames += 1
+        r = self.rec.process(frame_bgr, ts)
+        if not r.face_found:
+            self.no_face += 1
+        self.t_s.append(ts / 1e3)
+        self.motion.append(r.motion if r.motion is not None else math.nan)
+        new_events = list(r.events)
+        for e in new_events:
+            onset = self.rec.buffer.get(e.onset_index)
+            apex = self.rec.buffer.get(e.apex_index)
+            p = e.probabilities.get(e.label, 0.0) if e.label else 0.0
+            self.thumbs = thumbnails_html(
+                onset.crop if onset is not None else None,
+                apex.crop if apex is not None else None,
+                f"last event: {e.kind} {e.label or '?'} (p={p:.2f}) at {e.apex_ms / 1e3:.2f} s, "
+                f"{e.duration_ms:.0f} ms, {e.amplitude:.1f} % IOD, {e.region}",
+            )
+        if new_events:
+            self.events.extend(new_events)
+            old = self.csv_path
+            # A new name per version: the browser must not serve an older download from cache.
+            self.csv_path = _write_events_csv(
+                self.folder / f"live-events-{len(self.events):04d}.csv", self.events, self.rec.class_names
+            )
+            if old is not None and old != self.csv_path:
+                old.unlink(missing_ok=True)
+        return {"result": r, "new_events": bool(new_events)}
+
+    def curve(self) -> str:
+        marks = [_mark(e) for e in self.events[-20:]]
+        now = self.t_s[-1] if self.t_s else 0.0
+        img = curve_image(list(self.t_s), list(self.motion), marks, self.cfg.curve_seconds, max(now, self.cfg.curve_seconds),
+                          threshold=_entry_threshold(self.rec))
+        return curve_html(img)
+
+
+class WebApp:
+    """Builds the Gradio Blocks; one instance serves every browser session."""
+
+    def __init__(self, cfg: WebConfig, recognizer_factory: Callable[[], Recognizer] | None = None,
+                 files_root: Path | None = None):
+        self.cfg = cfg
+        self.make_recognizer = recognizer_factory or (
+            lambda: Recognizer(cfg.checkpoint, cfg.backend, cfg.recognizer)
+        )
+        if files_root is None:
+            from gradio.utils import get_upload_folder
+
+            files_root = Path(get_upload_folder()) / "moext-sessions"
+        self.files = SessionFiles(files_root)
+
+    # -- live ------------------------------------------------------------------------
+
+    def live_frame(self, frame_rgb: np.ndarray | None, session: LiveSession | None, request: Any):
+        sid = getattr(request, "session_hash", None) or "anonymous"
+        if session is None or session.closed:
+            session = LiveSession(self.make_recognizer(), self.files.folder(sid), self.cfg)
+            self.files.live[sid] = session
+        if frame_rgb is None:
+            return (gr.skip(),) * 6 + (session,)
+        try:
+            # Gradio's webcam mirrors the picture it sends (as it mirrors the preview; seen
+            # in gradio 6.31): flip back so the recognizer sees what the camera saw.
+            frame_bgr = cv2.flip(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR), 1)
+            out = session.step(frame_bgr)
+        except Exception as e:  # a bad frame is skipped and counted, never fatal to the stream
+            session.skipped += 1
+            log.exception("webcam frame skipped")
+            return (gr.skip(), f"frame skipped ({type(e).__name__}: {e})") + (gr.skip(),) * 4 + (session,)
+        r = out["result"]
+        if not r.face_found:
+            label: Any = "no face"
+        elif r.probabilities:
+            label = r.probabilities
+        else:
+            label = "face found, hold still"
+        status = (f"**{'no face' if not r.face_found else r.state}** · {session.fps:.1f} fps · "
+                  f"frame {session.frames} · no face in {session.no_face} · events {len(session.events)}")
+        if out["new_events"]:
+            table, csv_out = _events_frame(session.events), str(session.csv_path)
+            thumbs = session.thumbs
+        else:
+            table = csv_out = thumbs = gr.skip()
+        return label, status, session.curve(), thumbs, table, csv_out, session
+
+    def reset_live(self, session: LiveSession | None, request: Any):
+        sid = getattr(request, "session_hash", None) or "anonymous"
+        if session is not None:
+            session.close()
+            if session.csv_path is not None:
+                session.csv_path.unlink(missing_ok=True)
+        self.files.live.pop(sid, None)
+        return (None, "stopped; press record to start again", "", thumbnails_html(None, None, "no event yet"),
+                _events_frame([]), None, None)
+
+    # -- video -----------------------------------------------------------------------
+
+    def analyse_video(self, path: str | None, request: Any, progress: Any = None):
+        from realtime.sources import SourceError, VideoSource
+
+        sid = getattr(request, "session_hash", None) or "anonymous"
+        if not path:
+            raise gr.Error("Upload a video first (mp4, webm, avi, mov ...).")
+        self.files.track(sid, path)
+        try:
+            src = VideoSource(path)
+        except SourceError as e:
+            raise gr.Error(f"{Path(path).name}: {str(e).split(';')[-1].strip() or e}") from None
+        n = src.frame_count
+        seconds = n / src.fps if n else 0.0
+        if seconds > self.cfg.max_video_seconds:
+            src.close()
+            raise gr.Error(f"This video is {seconds:.0f} s long; this server analyses videos up to "
+                           f"{self.cfg.max_video_seconds:.0f} s. Cut it shorter and upload again.")
+        folder = self.files.folder(sid)
+        tag = f"{int(time.time() * 1000) % 10**9:09d}"
+        rec = self.make_recognizer()
+        frames_csv = folder / f"video-frames-{tag}.csv"
+        fw = FrameWriter(frames_csv, rec.class_names, rec.regions)
+        events: list[Event] = []
+        t_s: list[float] = []
+        motion: list[float] = []
+        try:
+            with src:
+                for fr in src:
+                    r = rec.process(fr.image, fr.timestamp_ms)
+                    fw.write(r)
+                    events.extend(r.events)
+                    t_s.append(fr.timestamp_ms / 1e3)
+                    motion.append(r.motion if r.motion is not None else math.nan)
+                    if progress is not None and (fr.index % 5 == 0 or fr.index + 1 == n):
+                        progress((fr.index + 1, max(n, fr.index + 1)), desc="analysing frames", unit="frames")
+            threshold = _entry_threshold(rec)
+            summary = rec.summary()
+        finally:
+            fw.close()
+            rec.close()
+        events_csv = _write_events_csv(folder / f"video-events-{tag}.csv", events, rec.class_names)
+        fig = video_figure(t_s, motion, [_mark(e) for e in events], threshold)
+        faces = summary.faces_found
+        text = (f"**{len(events)} events** ({summary.micro} micro, {summary.macro} macro) in "
+                f"{summary.frames} frames ({seconds:.1f} s); face found in {faces} frames"
+                + (" — **no face** was found in this video" if faces == 0 else "")
+                + f"; {summary.fps:.1f} frames/s analysed with backend {summary.backend}.")
+        return text, _events_frame(events), fig, str(events_csv), str(frames_csv)
+
+    # -- session end -----------------------------------------------------------------
+
+    def end_session(self, request: Any) -> None:
+        sid = getattr(request, "session_hash", None)
+        if sid:
+            self.files.end(sid)
+
+    # -- layout ----------------------------------------------------------------------
+
+    def build(self) -> gr.Blocks:
+        cfg = self.cfg
+
+        # Type annotations let Gradio inject the request (session id) into the handlers.
+        def live_frame(frame, session, request: gr.Request):
+            return self.live_frame(frame, session, request)
+
+        def reset_live(session, request: gr.Request):
+            return self.reset_live(session, request)
+
+        def analyse_video(path, request: gr.Request, progress=gr.Progress()):
+            return self.analyse_video(path, request, progress)
+
+        def end_session(request: gr.Request):
+            self.end_session(request)
+
+        with gr.Blocks(title="moext — live micro-expression recognition",
+                       delete_cache=(60, cfg.cache_max_age_s)) as demo:
+            gr.Markdown(
+                "# moext — micro-expression recognition\n"
+                "Frames are analysed on this server and kept in memory only for the session; "
+                "nothing is stored after you close the tab unless you download it."
+            )
+            with gr.Tab("Live", id="live"):
+                session = gr.State(None)
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
+                                       elem_id="moext-webcam", height=360)
+                        reset = gr.Button("Reset session", elem_id="moext-reset", size="sm")
+                    with gr.Column(scale=1):
+                        label = gr.Label(label="Current label (onset reference vs. this frame)",
+                                         elem_id="moext-label")
+                        status = gr.Markdown("press record to start", elem_id="moext-status")
+                        thumbs = gr.HTML(thumbnails_html(None, None, "no event yet"), label="Last event")
+                curve = gr.HTML(label="Motion", elem_id="moext-curve")
+                table = gr.Dataframe(_events_frame([]), label="Events", elem_id="moext-events",
+                                     interactive=False, wrap=True)
+                csv = gr.DownloadButton("Download events (CSV)", elem_id="moext-events-csv")
+                cam.stream(
+                    live_frame, [cam, session], [label, status, curve, thumbs, table, csv, session],
+                    stream_every=cfg.stream_every, time_limit=cfg.time_limit,
+                    concurrency_limit=cfg.concurrency_limit, concurrency_id="recognizer",
+                    show_progress="hidden",
+                )
+                reset.click(reset_live, [session], [label, status, curve, thumbs, table, csv, session])
+            with gr.Tab("Video", id="video"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        video = gr.Video(sources=["upload"], elem_id="moext-video",
+                                         label=f"Video (up to {cfg.max_file_size}, "
+                                               f"{cfg.max_video_seconds:.0f} s)")
+                        go = gr.Button("Analyse", variant="primary", elem_id="moext-analyse")
+                    with gr.Column(scale=1):
+                        vsummary = gr.Markdown(elem_id="moext-video-summary")
+                        vcsv = gr.DownloadButton("Download events (CSV)", elem_id="moext-video-events-csv")
+                        fcsv = gr.DownloadButton("Download per-frame CSV", elem_id="moext-video-frames-csv")
+                vplot = gr.Plot(label="Motion", elem_id="moext-video-curve")
+                vtable = gr.Dataframe(_events_frame([]), label="Events", elem_id="moext-video-events",
+                                      interactive=False, wrap=True)
+                go.click(analyse_video, [video], [vsummary, vtable, vplot, vcsv, fcsv],
+                         concurrency_limit=cfg.concurrency_limit, concurrency_id="recognizer")
+            demo.unload(end_session)
+        demo.queue(max_size=cfg.queue_size)
+        return demo
+
+
+def serve(cfg: WebConfig, host: str = "127.0.0.1", port: int = 7860, share: bool = False) -> None:
+    """Check the checkpoint, then serve the demo until interrupted (Ctrl-C)."""
+    # Load once before serving: a bad checkpoint or backend fails here with its message,
+    # not in the first visitor's browser; it also exports/caches the ONNX files once.
+    Recognizer(cfg.checkpoint, cfg.backend, cfg.recognizer).close()
+    own_cache = "GRADIO_TEMP_DIR" not in os.environ
+    cache = Path(tempfile.mkdtemp(prefix="moext-web-")) if own_cache else Path(os.environ["GRADIO_TEMP_DIR"])
+    if own_cache:
+        os.environ["GRADIO_TEMP_DIR"] = str(cache)  # read by Gradio when the Blocks are built
+    try:
+        demo = WebApp(cfg).build()
+        demo.launch(server_name=host, server_port=port, share=share, max_file_size=cfg.max_file_size,
+                    show_error=True, quiet=False)
+    finally:
+        if own_cache:
+            shutil.rmtree(cache, ignore_errors=True)
+
+
+def web_command(
+    checkpoint: Path = None,  # type: ignore[assignment]
+    backend: str = "auto",
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    concurrency: int = 2,
+    time_limit: int = 300,
+    max_file_size: str = "100mb",
+    max_video_seconds: float = 300.0,
+    stream_every: float = 0.08,
+) -> None:
+    """Serve the browser demo (webcam and video upload) on HOST:PORT."""
+    import typer
+
+    from realtime.recognizer import RecognizerError
+
+    if share:
+        typer.echo("--share: Gradio makes this server reachable from the internet through its "
+                   "share link; anyone with the link can use your webcam session's server.")
+    cfg = WebConfig(checkpoint=checkpoint, backend=backend, concurrency_limit=concurrency,
+                    time_limit=time_limit, max_file_size=max_file_size,
+                    max_video_seconds=max_video_seconds, stream_every=stream_every)
+    try:
+        serve(cfg, host, port, share)
+    except RecognizerError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as e:  # port taken, host not an address of this machine
+        typer.echo(f"error: cannot serve on {host}:{port} ({e}); choose another --port or --host", err=True)
+        raise typer.Exit(2) from None
+
+
+def _add_options(fn: Callable) -> Callable:
+    """Typer options with help texts for `web_command` (kept beside it so cli.py stays small)."""
+    import inspect
+
+    import typer
+
+    helps = {
+        "checkpoint": "classifier checkpoint (.safetensors); default: the shipped demo weights",
+        "backend": "auto | tensorrt | onnx | torch",
+        "host": "address to listen on; 127.0.0.1 keeps the demo on this machine",
+        "port": "port to listen on",
+        "share": "also publish a public Gradio share link (off unless asked)",
+        "concurrency": "webcam streams + video analyses running at once (all users)",
+        "time_limit": "seconds of processing one webcam stream may use before it stops",
+        "max_file_size": "largest video upload, e.g. 100mb",
+        "max_video_seconds": "longest video the Video tab analyses",
+        "stream_every": "seconds between webcam frames sent by the browser",
+    }
+    sig = inspect.signature(fn)
+    params = [p.replace(default=typer.Option(p.default, help=helps[p.name])) for p in sig.parameters.values()]
+    fn.__signature__ = sig.replace(parameters=params)
+    return fn
+
+
+web_command = _add_options(web_command)
+
+
+def main() -> None:
+    """`python -m realtime.web` = `moext-live web`."""
+    import typer
+
+    typer.run(web_command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Helpers for the browser tests: generated videos, y4m for Chromium's fake webcam, the
+demo server in a subprocess, and Chromium driven by Playwright.
+
+Videos come from the synthetic generator (`train.synth`: FACS-like warps of a real,
+public-domain face photo) -- test data only, never evidence about real micro-expressions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+CHROMIUM = Path(os.environ.get("MOEXT_CHROMIUM", "/usr/bin/chromium"))
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def require_browser() -> None:
+    """Skip (with the fix in the reason) when Chromium or Playwright is missing."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found: run .ci/install-browser (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("playwright is not installed: run .ci/install-browser (pip install playwright)")
+
+
+def expression_frames(
+    cls: str = "positive",
+    *,
+    fps: float = 30.0,
+    seconds: float = 4.0,
+    onset_s: float = 2.0,
+    duration_s: float = 0.4,
+    peak_iod: float = 0.05,
+    size: tuple[int, int] = (480, 360),
+    seed: int = 0,
+) -> tuple[list[np.ndarray], dict]:
+    """Frames (HWC uint8 BGR) of the astronaut photo with one micro-expression of `cls`.
+
+    The face is still apart from the expression (no sway, constant light), so that the
+    clip loops seamlessly when Chromium replays it as a fake webcam. Returns the frames
+    and the ground truth (onset/apex/offset in seconds, class).
+    """
+    from moext.face import FaceMesh
+    from train import synth
+
+    w, h = size
+    rng = np.random.default_rng(seed)
+    with FaceMesh(video_mode=False, max_faces=1) as mesh:
+        photo = synth.detect_photos(synth.default_faces()[:1], mesh)[0]
+        ident = synth.make_identity(photo, rng, mesh, w, h, 0.2, "test", composite=False, vary=False)
+    renderer = synth.Renderer(ident)
+    n = int(round(seconds * fps))
+    on = int(round(onset_s * fps))
+    off = on + max(4, int(round(duration_s * fps)))
+    apex = (on + off) // 2
+    amps = synth.event_profile(n, on, apex, off) * peak_iod
+    aus = synth.CLASS_AUS[cls]
+    fld = ident.field_for("+".join(a for a, _ in aus), aus)
+    frames = [renderer.frame(fld, float(amps[t]), None, 1.0, 0.0, 1.0, rng) for t in range(n)]
+    truth = {"class": cls, "fps": fps, "onset_s": on / fps, "apex_s": apex / fps, "offset_s": off / fps,
+             "peak_iod": peak_iod, "note": "synthetic data for tests only"}
+    return frames, truth
+
+
+def write_y4m(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    """YUV4MPEG2 (the format Chromium's --use-file-for-fake-video-capture reads): a text
+    header, then per frame "FRAME\\n" and the raw I420 planes (4:2:0, even sizes)."""
+    h, w = frames[0].shape[:2]
+    if w % 2 or h % 2:
+        raise ValueError(f"y4m 4:2:0 needs even width and height, got {w}x{h}")
+    num, den = (int(round(fps * 1000)), 1000)
+    with open(path, "wb") as fh:
+        fh.write(f"YUV4MPEG2 W{w} H{h} F{num}:{den} Ip A1:1 C420jpeg\n".encode())
+        for f in frames:
+            fh.write(b"FRAME\n")
+            fh.write(cv2.cvtColor(f, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return path
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    h, w = frames[0].shape[:2]
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert vw.isOpened(), f"OpenCV cannot write {path}"
+    for f in frames:
+        vw.write(f)
+    vw.release()
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python -m realtime.web` on 127.0.0.1 with a free port, in its own process group."""
+
+    def __init__(self, proc: subprocess.Popen, url: str, cache: Path, log: Path):
+        self.proc, self.url, self.cache, self.log = proc, url, cache, log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@contextmanager
+def web_server(tmp: Path, checkpoint: Path, *args: str, timeout: float = 180.0) -> Iterator[Server]:
+    port = free_port()
+    cache = tmp / "gradio-cache"
+    log = tmp / "server.log"
+    env = dict(os.environ, GRADIO_TEMP_DIR=str(cache), GRADIO_ANALYTICS_ENABLED="False",
+               MOEXT_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "realtime.web", "--checkpoint", str(checkpoint), "--backend", "torch",
+           "--host", "127.0.0.1", "--port", str(port), *args]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    srv = Server(proc, f"http://127.0.0.1:{port}/", cache, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited with {proc.returncode}:\n{srv.output()[-3000:]}")
+            try:
+                with urllib.request.urlopen(srv.url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server not up after {timeout:.0f} s:\n{srv.output()[-3000:]}")
+            time.sleep(0.5)
+        yield srv
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # graceful: Gradio's shutdown deletes its cache files
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@contextmanager
+def chromium(fake_video: Path | None = None) -> Iterator:
+    """A headless Debian Chromium under Playwright; `fake_video` (y4m) is its webcam."""
+    from playwright.sync_api import sync_playwright
+
+    args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    if fake_video is not None:
+        args.append(f"--use-file-for-fake-video-capture={fake_video}")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def save_artifact(src: Path, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    dst = ARTIFACTS / name
+    shutil.copyfile(src, dst)
+    return dst
