@@ -23,7 +23,7 @@ import numpy as np
 from moext.face import FaceDetection, FaceMesh, align_face
 from moext.preprocess import CROP_SIZE
 from train.datasets import Sample, read_dataset
-from train.manifest import MANIFEST, append_row, load_rows, rewrite_rows
+from train.manifest import append_row, load_rows, rewrite_rows
 
 SETTINGS = "preprocess.json"
 
@@ -240,8 +240,7 @@ def preprocess_dataset(
                 continue
             done.add((r["dataset"], r["subject"], r["sample"]))
         keep.append(r)
-    if keep != rows or not (cache / MANIFEST).is_file():
-        rewrite_rows(cache, keep)
+    rewrite_rows(cache, keep)  # always: also drops a torn last line before we append
 
     summary = Summary(dataset, total=len(samples))
     todo = []

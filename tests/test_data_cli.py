@@ -1,0 +1,64 @@
+"""End to end from the command line: `moext-train synth`, then `moext-train preprocess casme2`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from openpyxl import load_workbook
+from typer.testing import CliRunner
+
+from train.cli import app
+from train.manifest import load_rows, read_manifest
+
+runner = CliRunner()
+
+
+@pytest.mark.slow
+def test_synth_then_preprocess_casme2(tmp_path):
+    data, cache = tmp_path / "synth", tmp_path / "cache"
+    r = runner.invoke(app, ["synth", "--out", str(data), "--subjects", "2", "--per-class", "1", "--frames", "8",
+                            "--width", "224", "--height", "168", "--macro-per-class", "1", "--macro-frames", "12",
+                            "--long-videos", "1", "--long-seconds", "4", "--seed", "5", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "6 micro clips" in r.output and "6 macro clips" in r.output
+    truth = json.loads((data / "synth_truth.json").read_text())
+    long_gt = json.loads((data / "long" / "long_01.json").read_text())
+    assert (data / "long" / "long_01.mp4").stat().st_size > 0 and long_gt["num_frames"] == 120
+    assert (data / "macro" / "labels.csv").is_file()
+    ws = load_workbook(data / "CASME2-coding-synthetic.xlsx").active
+    header = [c.value for c in ws[1]]
+    assert header == ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units", "Estimated Emotion"]
+
+    r = runner.invoke(app, ["preprocess", "casme2", str(data), "--out", str(cache), "--frames-per-clip", "2",
+                            "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "6 ok" in r.output and "0 skipped" in r.output
+    rows = load_rows(cache)
+    assert len(rows) == len(truth["micro"]) == 6
+    got = {(x["subject"], x["sample"]): x for x in rows}
+    for t in truth["micro"]:
+        row = got[(t["subject"], t["sample"])]
+        first = t["first_frame_number"]
+        assert row["status"] == "ok" and row["emotion"] == t["emotion"] and row["aus"] == t["aus"]
+        assert (row["onset_index"], row["apex_index"], row["offset_index"]) == (first, first + t["apex"], first + t["offset"])
+        assert len(row["frames"]) == 2
+    assert all((cache / x["apex"]).is_file() for x in rows)
+    assert len(read_manifest(cache)) == 6
+
+    # Run again: everything comes from the first run.
+    r = runner.invoke(app, ["preprocess", "casme2", str(data), "--out", str(cache), "--frames-per-clip", "2",
+                            "--no-progress"])
+    assert r.exit_code == 0 and "6 from an earlier run" in r.output
+
+
+def test_user_errors_are_one_line_and_non_zero(tmp_path):
+    r = runner.invoke(app, ["preprocess", "casme9", str(tmp_path), "--out", str(tmp_path / "c")])
+    assert r.exit_code != 0 and "unknown dataset 'casme9'" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(app, ["preprocess", "samm", str(tmp_path / "missing"), "--out", str(tmp_path / "c")])
+    assert r.exit_code != 0 and "does not exist" in r.output and len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(app, ["preprocess", "casme2", str(tmp_path), "--out", str(tmp_path / "c")])
+    assert r.exit_code != 0 and "CASME2_RAW_selected" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["synth", "--out", str(tmp_path / "s"), "--faces", str(tmp_path / "nofaces")])
+    assert r.exit_code != 0 and "--faces" in r.output and "Traceback" not in r.output
