@@ -51,6 +51,16 @@ def test_synth_then_preprocess_casme2(tmp_path):
                             "--no-progress"])
     assert r.exit_code == 0 and "6 from an earlier run" in r.output
 
+    # The long video as unlabelled macro data: one onset per second, pseudo-apex 5 frames on.
+    r = runner.invoke(app, ["preprocess", "macro", str(data / "long"), "--out", str(cache), "--frames-per-clip", "3",
+                            "--no-progress"])
+    assert r.exit_code == 0, r.output
+    macro = [x for x in read_manifest(cache) if x["dataset"] == "macro"]
+    assert sorted(x["onset_index"] for x in macro) == [0, 30, 60, 90]
+    assert all(x["apex_index"] == x["onset_index"] + 5 and x["source"][1].endswith(f"#frame={x['apex_index']}")
+               for x in macro)
+    assert len(read_manifest(cache)) == 10  # both datasets in one cache
+
 
 def test_user_errors_are_one_line_and_non_zero(tmp_path):
     r = runner.invoke(app, ["preprocess", "casme9", str(tmp_path), "--out", str(tmp_path / "c")])

@@ -156,6 +156,12 @@ def test_macro_folder_of_frame_folders_and_videos(tmp_path):
     for i in range(15):
         w.write(np.full((48, 64, 3), i * 10, np.uint8))
     w.release()
+    long_vid = root / "erin" / "long.mp4"
+    long_vid.parent.mkdir(parents=True)
+    w = cv2.VideoWriter(str(long_vid), cv2.VideoWriter_fourcc(*"mp4v"), 30, (64, 48))
+    for i in range(70):
+        w.write(np.full((48, 64, 3), i, np.uint8))
+    w.release()
     (root / "labels.csv").write_text("subject,sample,emotion,onset,apex,offset\nalice,laugh,Happiness,3,6,12\n")
     samples = {s.key: s for s in read_dataset("macro", root)}
     a = samples["macro/alice/laugh"]
@@ -166,6 +172,10 @@ def test_macro_folder_of_frame_folders_and_videos(tmp_path):
     d = samples["macro/dave/talk"]
     assert d.video == vid.resolve() and (d.onset_index, d.apex_index, d.offset_index) == (0, 5, 14)
     assert d.source(5).endswith("talk.mp4#frame=5")
+    # an unlabelled long clip gives one onset per WINDOW_STEP (30) frames
+    windows = [samples[f"macro/erin/long@{t}"] for t in (0, 30, 60)]
+    assert [(w.onset_index, w.apex_index, w.offset_index) for w in windows] == [(0, 5, 29), (30, 35, 59), (60, 65, 69)]
+    assert not any(k.startswith("macro/erin/long@9") for k in samples) and len(samples) == 7
 
 
 def test_unknown_dataset_and_missing_root(tmp_path):

@@ -4,8 +4,10 @@ Each video file and each folder holding at least `MIN_FRAMES` images is one clip
 the first folder below the root (or the clip's own name when it sits at the top); sample =
 the rest of its path. An optional `labels.csv` in the root (subject, sample, emotion, onset,
 apex, offset; frame numbers as in the file names, 0-based positions for videos) gives
-the onset and a label; otherwise the onset is the first frame and the label unknown. The
-pseudo-apex is the 5th frame after the onset (paper §3).
+the onset and a label; otherwise the clip is unlabelled and gets an onset every
+`WINDOW_STEP` frames (sample `<name>@<onset>`; a single onset, the first frame, when the clip
+is shorter than two steps), so a long video yields many training pairs. The pseudo-apex is
+the 5th frame after each onset (paper §3).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from train.datasets.common import (
 
 MACRO_PSEUDO_APEX = 5
 MIN_FRAMES = MACRO_PSEUDO_APEX + 1
+WINDOW_STEP = 30  # one onset per second of 30 fps video in unlabelled clips
 LABELS = "labels.csv"
 
 
@@ -85,21 +88,32 @@ def read_macro(root: Path) -> list[Sample]:
         else:
             s.frames = list_frames(clip)
             numbers = sorted(s.frames)
-        onset = as_int(lab.get("onset")) if lab else None
-        if onset is None:
-            onset = numbers[0]
-        if onset not in numbers:
-            s.error = f"{s.key}: onset frame {onset} from {root / LABELS} is not in {clip}"
-            samples.append(s)
-            continue
-        pos = numbers.index(onset)
-        if len(numbers) - pos < MIN_FRAMES:
-            s.error = f"{s.key}: fewer than {MIN_FRAMES} frames from the onset in {clip}; too short for a pseudo-apex"
-            samples.append(s)
-            continue
-        s.onset_index = onset
-        s.apex_index = numbers[pos + MACRO_PSEUDO_APEX]  # the 5th frame after onset, by position
-        off = as_int(lab.get("offset")) if lab else None
-        s.offset_index = off if off is not None else numbers[-1]
-        samples.append(s)
+        if lab:
+            onsets = [as_int(lab.get("onset"))]
+            if onsets[0] is None:
+                onsets = [numbers[0]]
+        elif len(numbers) >= 2 * WINDOW_STEP:
+            onsets = numbers[: len(numbers) - MACRO_PSEUDO_APEX: WINDOW_STEP]
+        else:
+            onsets = [numbers[0]]
+        for onset in onsets:
+            t = s if len(onsets) == 1 else Sample("macro", subj, f"{name}@{onset}", s.emotion, "macro",
+                                                  None, None, None, frames=s.frames, video=s.video)
+            if onset not in numbers:
+                t.error = f"{t.key}: onset frame {onset} from {root / LABELS} is not in {clip}"
+                samples.append(t)
+                continue
+            pos = numbers.index(onset)
+            if len(numbers) - pos < MIN_FRAMES:
+                t.error = (f"{t.key}: fewer than {MIN_FRAMES} frames from the onset in {clip}; "
+                           "too short for a pseudo-apex")
+                samples.append(t)
+                continue
+            t.onset_index = onset
+            t.apex_index = numbers[pos + MACRO_PSEUDO_APEX]  # the 5th frame after onset, by position
+            off = as_int(lab.get("offset")) if lab else None
+            if len(onsets) > 1:
+                off = numbers[min(pos + WINDOW_STEP, len(numbers)) - 1]
+            t.offset_index = off if off is not None else numbers[-1]
+            samples.append(t)
     return samples
