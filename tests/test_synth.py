@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -159,3 +158,20 @@ def test_long_video_ground_truth_and_visible_events(tmp_path):
     quiet = np.percentile(np.abs(frames[10] - frames[12]).mean(-1), 99.5)
     for e in evs:
         assert change(e) > 1.5 * quiet, e
+
+
+def test_faces_folder(tmp_path, mesh):
+    from train.synth import SynthError, load_faces
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    cv2.imwrite(str(faces / "a_person.png"), default_faces()[0][1])
+    cv2.imwrite(str(faces / "b_wall.png"), np.full((200, 200, 3), 150, np.uint8))
+    (faces / "notes.txt").write_text("not an image")
+    loaded = load_faces(faces)
+    assert [n for n, _ in loaded] == ["a_person", "b_wall"]
+    assert [p.name for p in detect_photos(loaded, mesh)] == ["a_person"]
+    with pytest.raises(SynthError, match="no face found in any photo"):
+        detect_photos(loaded[1:], mesh)
+    with pytest.raises(SynthError, match="no readable images"):
+        load_faces(tmp_path / "faces" / "..")  # a folder of folders only

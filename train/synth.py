@@ -25,7 +25,6 @@ import csv
 import json
 import math
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -604,7 +603,6 @@ def write_dataset(cfg: SynthConfig, progress: bool = True) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     photos_raw = load_faces(cfg.faces)
-    root_rng = np.random.default_rng(cfg.seed)
     with FaceMesh(video_mode=False, max_faces=1) as mesh:
         photos = detect_photos(photos_raw, mesh)
         idents = []
@@ -838,7 +836,3 @@ def make_long_video(
     _write_json_atomic(path.with_suffix(".json"), truth)
     return truth
 
-
-def natural_key(name: str) -> list:
-    """Sort key that puts img2 before img10."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
