@@ -25,6 +25,7 @@ def _casme2_tree(root: Path, tree: str = "CASME2_RAW_selected", prefix: str = "i
         ("01", "EP03_02", 10, "/", 20, "x", "4+7", "Disgust", "extra"),  # '01', apex '/'
         ("11", "EP19_05f", 100, 104, 110, None, "1+2", "surprise", None),
         ("sub01", "EP09_09", 5, 6, 9, None, "4", "others", None),  # no clip folder
+        (11, "EP19_05", 100, 101, 110, None, "1+2", "surprise", None),  # folder is EP19_05f
         (None, "note: coded by two coders", None, None, None, None, None, None, None),
     ]
     write_xlsx(root / "CASME2-coding-20140508.xlsx", {"Sheet1": (CASME2_HEADER, rows)})
@@ -33,7 +34,9 @@ def _casme2_tree(root: Path, tree: str = "CASME2_RAW_selected", prefix: str = "i
 
 def test_casme2_raw_tree_with_quirks(tmp_path):
     samples = {s.sample: s for s in read_dataset("casme2", _casme2_tree(tmp_path))}
-    assert set(samples) == {"EP02_01f", "EP03_02", "EP19_05f", "EP09_09"}
+    assert set(samples) == {"EP02_01f", "EP03_02", "EP19_05f", "EP09_09", "EP19_05"}
+    alias = samples["EP19_05"]
+    assert alias.error is None and alias.frames[101].parent.name == "EP19_05f" and "EP19_05f" in alias.warnings[0]
     a = samples["EP02_01f"]
     assert (a.subject, a.emotion, a.kind, a.aus) == ("sub01", "happiness", "micro", "12")
     assert (a.onset_index, a.apex_index, a.offset_index) == (46, 51, 56)
@@ -128,10 +131,15 @@ def test_casme3_micro_and_macro_sheets(tmp_path):
                                   ("spNO.1", "a", 20, 25, 30, "4", 2, "disgust")]),
         "macro": (CASME3_HEADER, [(2, "b", 110, 130, 150, "1+2", 3, "surprise")]),
     })
+    # a release with one workbook per kind: the file name says macro (MaE)
+    write_xlsx(tmp_path / "cas(me)3_part_A_MaE_label_JpgIndex_v2.xlsx",
+               {"Sheet1": (CASME3_HEADER, [("spNO.1", "a", 0, 2, 39, "12", 1, "happy")])})
     samples = read_dataset("casme3", tmp_path)
     micro = [s for s in samples if s.kind == "micro"]
     macro = [s for s in samples if s.kind == "macro"]
-    assert len(micro) == 2 and len(macro) == 1
+    assert len(micro) == 2 and len(macro) == 2
+    assert {(s.subject, s.onset_index, s.apex_index) for s in macro} == {("spNO.2", 110, 115), ("spNO.1", 0, 5)}
+    macro = [s for s in macro if s.subject == "spNO.2"]
     assert (micro[0].subject, micro[0].emotion, micro[0].apex_index) == ("spNO.1", "happy", 8)
     m = macro[0]
     assert (m.subject, m.onset_index, m.apex_index, m.offset_index) == ("spNO.2", 110, 115, 150)

@@ -78,6 +78,8 @@ def read_casme2(root: Path) -> list[Sample]:
         aus = sheet.get(cells, "Action Units")
         s.aus = None if aus is None else str(aus).strip()
         folder = _clip_folder(tree, subj, name)
+        if folder.name != name:
+            s.warnings.append(f"clip folder {folder.name} used for {name!r} ({sheet.where(row_no)})")
         s.frames = list_frames(folder, FRAME_RE)
         if s.frames:
             prefix = "reg_img" if next(iter(s.frames.values())).name.lower().startswith("reg_") else "img"
@@ -101,9 +103,11 @@ def read_casme2(root: Path) -> list[Sample]:
 
 
 def _clip_folder(tree: Path, subject: str, name: str) -> Path:
+    """The sample's folder; tolerates `sub1` folders and a sheet name without/with the
+    trailing `f` that some folder names carry."""
     num = int(subject[3:])
-    for sub in (subject, f"sub{num}", f"sub{num:03d}"):
-        d = tree / sub / name
-        if d.is_dir():
-            return d
+    for clip in (name, name + "f", name[:-1] if name.endswith("f") else None):
+        for sub in (subject, f"sub{num}", f"sub{num:03d}"):
+            if clip and (tree / sub / clip).is_dir():
+                return tree / sub / clip
     return tree / subject / name
