@@ -164,10 +164,13 @@ def make_loader(
     sampler = DistributedSampler(
         dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
     )
+    per_rank = batch_size // world_size
     loader = DataLoader(
         dataset,
-        batch_size=batch_size // world_size,
+        batch_size=per_rank,
         sampler=sampler,
+        # A last batch of one sample breaks BatchNorm in training (no variance); drop it.
+        drop_last=shuffle and per_rank > 1 and len(sampler) % per_rank == 1,
         num_workers=workers,
         # A private generator: worker seeds must not consume the global RNG (dropout's).
         generator=torch.Generator().manual_seed(seed),

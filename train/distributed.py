@@ -70,6 +70,18 @@ def mean_over_ranks(values: dict[str, float], d: Dist) -> dict[str, float]:
     return {k: float(v) for k, v in zip(keys, t.tolist())}
 
 
+def sync_buffers(model: nn.Module, d: Dist) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP keeps parameters equal, but each rank updates its running statistics on its own
+    shard during the last forward passes; without this the saved models would differ.
+    """
+    if not d.enabled:
+        return
+    for buf in model.buffers():
+        dist.broadcast(buf.data, 0)
+
+
 def weights_digest(model: nn.Module) -> str:
     """SHA-256 of every parameter and buffer, to check that ranks agree bit for bit."""
     h = hashlib.sha256()

@@ -149,6 +149,7 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + v * n
             count += n
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        distributed.sync_buffers(model, d)
         record = distributed.mean_over_ranks({k: v / max(count, 1) for k, v in sums.items()}, d)
         record = {"epoch": epoch + 1, **record}
         if evaluate is not None:

@@ -221,6 +221,7 @@ def finetune_cmd(
     image_size: ImageSize = None,
     branch_channels: BranchCh = None,
     feature_dim: FeatureDim = None,
+    projection_dim: ProjDim = None,
     dropout: Dropout = None,
     motion_extractor: MotionExt = None,
     set_: SetOpt = None,
@@ -235,7 +236,7 @@ def finetune_cmd(
     _set_threads(threads)
     model = _model_overrides(
         backbone=backbone, image_size=image_size, branch_channels=branch_channels, feature_dim=feature_dim,
-        dropout=dropout, use_motion_extractor=motion_extractor, set_=set_,
+        projection_dim=projection_dim, dropout=dropout, use_motion_extractor=motion_extractor, set_=set_,
     )
     run = _run(method, caches, seed, batch_size, epochs, lr, weight_decay, repeats, mirror, max_rotation,
                _AUG.expansion_m, _AUG.noise_std, rigid_px, rigid_deg, rigid_scale, sensor_noise, loader_workers,
@@ -287,6 +288,7 @@ def loso_cmd(
     image_size: ImageSize = None,
     branch_channels: BranchCh = None,
     feature_dim: FeatureDim = None,
+    projection_dim: ProjDim = None,
     dropout: Dropout = None,
     motion_extractor: MotionExt = None,
     set_: SetOpt = None,
@@ -301,7 +303,7 @@ def loso_cmd(
     _set_threads(threads)
     model = _model_overrides(
         backbone=backbone, image_size=image_size, branch_channels=branch_channels, feature_dim=feature_dim,
-        dropout=dropout, use_motion_extractor=motion_extractor, set_=set_,
+        projection_dim=projection_dim, dropout=dropout, use_motion_extractor=motion_extractor, set_=set_,
     )
     run = _run(method, caches, seed, batch_size, epochs, lr, weight_decay, repeats, mirror, max_rotation,
                _AUG.expansion_m, _AUG.noise_std, rigid_px, rigid_deg, rigid_scale, sensor_noise, 0,
