@@ -47,6 +47,10 @@ def preprocess(
         s = preprocess_dataset(dataset, root, out, cfg, restart=restart, progress=progress)
     except (DatasetError, CacheError) as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; finished samples are kept in {out / 'manifest.jsonl'}: run the same "
+                   "command again to continue", err=True)
+        raise typer.Exit(130) from None
     per = s.seconds / max(s.total - s.resumed, 1)
     typer.echo(
         f"{dataset}: {s.ok} ok ({s.resumed} from an earlier run), {len(s.skipped)} skipped, "
