@@ -96,7 +96,10 @@ def test_killed_run_resumes_without_duplicates_or_temp_files(casme, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         preprocess_dataset("casme2", casme, cache, progress=False, on_row=die_after_two)
     assert len(load_rows(cache)) == 2
-    # a torn last line, as a kill during the append would leave
+    # a torn last line and a temp file, as a kill during a write would leave
+    stale = cache / "crops" / "casme2" / "sub02" / "EP09_09" / ".apex_5.png.tmp123"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half a png")
     with open(cache / MANIFEST, "a") as fh:
         fh.write('{"dataset": "casme2", "subj')
     assert len(read_manifest(cache)) == 2

@@ -241,6 +241,8 @@ def preprocess_dataset(
             done.add((r["dataset"], r["subject"], r["sample"]))
         keep.append(r)
     rewrite_rows(cache, keep)  # always: also drops a torn last line before we append
+    for stale in (cache / "crops").glob(f"{_safe(dataset)}/**/.*.tmp*"):  # a killed run's temp files
+        stale.unlink(missing_ok=True)
 
     summary = Summary(dataset, total=len(samples))
     todo = []
