@@ -155,14 +155,13 @@ def train_classifier(
 ) -> FitResult:
     """Fine-tune `model` on `train_rows`; with `val_rows`, keep the epoch of best val UF1."""
     dataset = PairDataset(train_rows, model.cfg.image_size, run.augment, run.seed)
-    evaluate = None
-    if val_rows:
-        k = model.cfg.num_classes
+    k = model.cfg.num_classes
 
-        def evaluate(m: nn.Module) -> dict[str, float]:
-            probs = predict(m, val_rows, m.cfg.image_size)
-            s = scores([r["label"] for r in val_rows], probs.argmax(1), k, labels=list(range(k)))
-            return {"val_uf1": s.uf1, "val_uar": s.uar, "val_acc": s.acc}
+    def validate(m: nn.Module) -> dict[str, float]:
+        """Inner-validation scores on held-out training subjects (never the test subject)."""
+        probs = predict(m, val_rows, m.cfg.image_size)
+        s = scores([r["label"] for r in val_rows], probs.argmax(1), k, labels=list(range(k)))
+        return {"val_uf1": s.uf1, "val_uar": s.uar, "val_acc": s.acc}
 
     return fit(
         model,
@@ -174,7 +173,7 @@ def train_classifier(
         name=CHECKPOINT,
         resume=resume,
         extra=extra,
-        evaluate=evaluate,
+        evaluate=validate if val_rows else None,
         select_on="val_uf1" if val_rows else None,
         progress=progress,
         desc=desc,

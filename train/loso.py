@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context

@@ -131,3 +131,19 @@ class ClassifierObjective(nn.Module):
         loss = nn.functional.cross_entropy(logits, y)
         acc = (logits.argmax(1) == y).float().mean()
         return loss, {"total": float(loss.detach()), "acc": float(acc)}
+
+
+def _load_method_modules() -> None:
+    """Other methods live in `train/method_<name>.py` and call `register_method` on import
+    (MIACNet / MA2MI: issue 7); importing them here makes every command see them."""
+    import importlib
+    import pkgutil
+
+    import train
+
+    for mod in pkgutil.iter_modules(train.__path__):
+        if mod.name.startswith("method_"):
+            importlib.import_module(f"train.{mod.name}")
+
+
+_load_method_modules()
