@@ -44,6 +44,8 @@ class MIACNetConfig:
         fusion_channels: channels of the fused map before pooling and the head.
         num_classes / class_names: the classifier head; names travel with the weights.
         dropout: dropout before the classifier head.
+        use_position_branch: False is the ablation without the position branch (the action
+            code alone goes to the fusion and the predictor).
         delta_min, delta_max: MA2MI samples the frame gap δ uniformly from this closed range.
         latent_channels: channels of the latent space in which I_{t+δ} is reconstructed.
         latent_width: channels of the latent autoencoder's and the predictor's conv blocks.
@@ -59,6 +61,7 @@ class MIACNetConfig:
     num_classes: int = len(DEFAULT_CLASSES)
     class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
     dropout: float = 0.2
+    use_position_branch: bool = True
     # choice: δ in [1, 4] frames; at 30 fps that is 33-133 ms, the motion size of an ME onset.
     delta_min: int = 1
     delta_max: int = 4
@@ -134,10 +137,15 @@ class FusionHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels, num_classes)
 
-    def forward(self, c_delta: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        z = self.fuse(torch.cat([c_delta, p], dim=1))  # (B, channels, h, w)
+    def forward(self, c_delta: torch.Tensor, p: torch.Tensor | None) -> torch.Tensor:
+        z = c_delta if p is None else torch.cat([c_delta, p], dim=1)  # (B, Ca + Cp, h, w)
+        z = self.fuse(z)  # (B, channels, h, w)
         z = z.mean(dim=(2, 3))  # (B, channels)
         return self.fc(self.dropout(z))  # (B, num_classes) logits
+
+
+def _position_branch(c_feat: int, cfg: MIACNetConfig) -> PositionEncoder | None:
+    return PositionEncoder(c_feat, cfg.position_channels) if cfg.use_position_branch else None
 
 
 class MIACNet(nn.Module):
@@ -154,10 +162,10 @@ class MIACNet(nn.Module):
         self.backbone = Backbone(cfg.backbone, cfg.backbone_weights)
         c = self.backbone.out_channels
         self.action = ActionEncoder(c, cfg.action_channels)
-        self.position = PositionEncoder(c, cfg.position_channels)
+        self.position = _position_branch(c, cfg)
+        c_pos = cfg.position_channels if cfg.use_position_branch else 0
         self.fusion = FusionHead(
-            cfg.action_channels, cfg.position_channels, cfg.fusion_channels, cfg.num_classes,
-            cfg.dropout,
+            cfg.action_channels, c_pos, cfg.fusion_channels, cfg.num_classes, cfg.dropout
         )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -168,13 +176,18 @@ class MIACNet(nn.Module):
 
     def head_from_code(self, c_delta: torch.Tensor, f_o: torch.Tensor) -> torch.Tensor:
         """Logits from a motion code and the reference features (Grad-CAM hooks in here)."""
-        return self.fusion(c_delta, self.position(f_o))  # (B, num_classes)
+        p = None if self.position is None else self.position(f_o)  # (B, Cp, h, w)
+        return self.fusion(c_delta, p)  # (B, num_classes)
 
     def forward_head(self, f_o: torch.Tensor, f_a: torch.Tensor) -> torch.Tensor:
         return self.head_from_code(self.action_code(f_o, f_a), f_o)  # (B, num_classes)
 
     def forward(self, x_o: torch.Tensor, x_a: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x_o), self.forward_features(x_a))
+        b = x_o.shape[0]
+        # One batch for both frames: in training, BatchNorm then normalises onset and apex with
+        # the same statistics, so f_a - f_o means in training what it means in eval.
+        f = self.forward_features(torch.cat([x_o, x_a], dim=0))  # (2B, C, h, w)
+        return self.forward_head(f[:b], f[b:])  # (B, num_classes)
 
 
 class LatentAutoencoder(nn.Module):
@@ -219,9 +232,11 @@ class FuturePredictor(nn.Module):
         )
         self.out = nn.Conv2d(width, latent_channels, 1)
 
-    def forward(self, z_t: torch.Tensor, c_delta: torch.Tensor, p_t: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, z_t: torch.Tensor, c_delta: torch.Tensor, p_t: torch.Tensor | None
+    ) -> torch.Tensor:
         size = z_t.shape[-2:]
-        codes = torch.cat([c_delta, p_t], dim=1)  # (B, Ca + Cp, S/32, S/32)
+        codes = c_delta if p_t is None else torch.cat([c_delta, p_t], dim=1)  # (B, Ca+Cp, h, w)
         codes = F.interpolate(codes, size=size, mode="bilinear", align_corners=False)
         h = self.convs(torch.cat([z_t, codes], dim=1))  # (B, width, S/8, S/8)
         # choice: a residual prediction, so C_Δ has to carry only the change, not the face.
@@ -241,10 +256,11 @@ class MA2MIPretrain(nn.Module):
         self.backbone = Backbone(cfg.backbone, cfg.backbone_weights)
         c = self.backbone.out_channels
         self.action = ActionEncoder(c, cfg.action_channels)
-        self.position = PositionEncoder(c, cfg.position_channels)
+        self.position = _position_branch(c, cfg)
         self.autoencoder = LatentAutoencoder(cfg.latent_channels, cfg.latent_width)
+        c_pos = cfg.position_channels if cfg.use_position_branch else 0
         self.predictor = FuturePredictor(
-            cfg.latent_channels, cfg.action_channels, cfg.position_channels, cfg.latent_width
+            cfg.latent_channels, cfg.action_channels, c_pos, cfg.latent_width
         )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -266,7 +282,7 @@ class MA2MIPretrain(nn.Module):
         f = self.backbone(x)  # (2B, C, h, w)
         f_t, f_td = f[:b], f[b:]
         c_delta = self.action(f_t, f_td)  # (B, Ca, h, w)
-        p_t = self.position(f_t)  # (B, Cp, h, w)
+        p_t = None if self.position is None else self.position(f_t)  # (B, Cp, h, w)
         z = self.autoencoder.encode(x)  # (2B, L, S/8, S/8)
         x_rec = self.autoencoder.decode(z)  # (2B, 3, S, S)
         # choice: stop-gradient on the latents, so the prediction cannot make the latent space
@@ -302,14 +318,3 @@ def transfer_ma2mi(pretrained: nn.Module, classifier: nn.Module) -> list[str]:
             copied.append(k)
     classifier.load_state_dict(dst)
     return copied
-
-
-def classifier_config_from_pretrain(
-    pre_cfg: MIACNetConfig, class_names: list[str], dropout: float | None = None
-) -> MIACNetConfig:
-    """The MIACNet config that matches a pre-trained net's widths, with a new class list."""
-    d = pre_cfg.to_dict()
-    d.update(class_names=list(class_names), num_classes=len(class_names))
-    if dropout is not None:
-        d["dropout"] = dropout
-    return MIACNetConfig.from_dict(d)
