@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -66,8 +67,9 @@ class WebConfig:
         checkpoint: classifier checkpoint; None = the shipped demo weights.
         backend: auto | tensorrt | onnx | torch (see `realtime.backends`).
         recognizer: the live recognizer's settings (spotting thresholds...).
-        stream_every: seconds between webcam frames the browser sends (0.08 = 12.5 fps
-            at most; the handler's own speed is the real limit on CPU).
+        stream_every: seconds between webcam frames the browser sends (0.05 = 20 fps at
+            most; the handler's own speed is the real limit on CPU: frames that arrive while
+            it is busy are dropped, the newest one is processed next).
         time_limit: seconds of processing one webcam stream may use before it is stopped.
         concurrency_limit: webcam streams plus video analyses running at once, all users.
         queue_size: users who may wait for a free slot; more are told the server is busy.
@@ -82,8 +84,10 @@ class WebConfig:
 
     checkpoint: str | Path | None = None
     backend: str = "auto"
-    recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
-    stream_every: float = 0.08
+    # One intra-op thread per recognizer: sessions run in parallel threads, and on a shared
+    # CPU more threads oversubscribe it (tiny net here: 175 ms a frame with 2, 16 ms with 1).
+    recognizer: RecognizerConfig = field(default_factory=lambda: RecognizerConfig(threads=1))
+    stream_every: float = 0.05
     time_limit: int = 300
     concurrency_limit: int = 2
     queue_size: int = 16
@@ -435,6 +439,8 @@ def serve(cfg: WebConfig, host: str = "127.0.0.1", port: int = 7860, share: bool
     cache = Path(tempfile.mkdtemp(prefix="moext-web-")) if own_cache else Path(os.environ["GRADIO_TEMP_DIR"])
     if own_cache:
         os.environ["GRADIO_TEMP_DIR"] = str(cache)  # read by Gradio when the Blocks are built
+    # `kill` (SIGTERM) must clean up like Ctrl-C: Gradio's shutdown deletes its cache files.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         demo = WebApp(cfg).build()
         demo.launch(server_name=host, server_port=port, share=share, max_file_size=cfg.max_file_size,
@@ -442,6 +448,10 @@ def serve(cfg: WebConfig, host: str = "127.0.0.1", port: int = 7860, share: bool
     finally:
         if own_cache:
             shutil.rmtree(cache, ignore_errors=True)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def web_command(
@@ -454,7 +464,8 @@ def web_command(
     time_limit: int = 300,
     max_file_size: str = "100mb",
     max_video_seconds: float = 300.0,
-    stream_every: float = 0.08,
+    stream_every: float = 0.05,
+    threads: int = 1,
 ) -> None:
     """Serve the browser demo (webcam and video upload) on HOST:PORT."""
     import typer
@@ -466,7 +477,8 @@ def web_command(
                    "share link; anyone with the link can use your webcam session's server.")
     cfg = WebConfig(checkpoint=checkpoint, backend=backend, concurrency_limit=concurrency,
                     time_limit=time_limit, max_file_size=max_file_size,
-                    max_video_seconds=max_video_seconds, stream_every=stream_every)
+                    max_video_seconds=max_video_seconds, stream_every=stream_every,
+                    recognizer=RecognizerConfig(threads=threads))
     try:
         serve(cfg, host, port, share)
     except RecognizerError as e:
@@ -494,6 +506,7 @@ def _add_options(fn: Callable) -> Callable:
         "max_file_size": "largest video upload, e.g. 100mb",
         "max_video_seconds": "longest video the Video tab analyses",
         "stream_every": "seconds between webcam frames sent by the browser",
+        "threads": "CPU threads per recognizer (sessions already run in parallel)",
     }
     sig = inspect.signature(fn)
     params = [p.replace(default=typer.Option(p.default, help=helps[p.name])) for p in sig.parameters.values()]

@@ -1,0 +1,247 @@
+"""The browser demo end to end: Debian's Chromium driven by Playwright against the real
+server (`python -m realtime.web`, i.e. `moext-live web`) on 127.0.0.1.
+
+The webcam is Chromium's fake capture device playing a generated y4m clip (the astronaut
+photo with one synthetic micro-expression, `tests/_browser.py`), so the frames reach the
+server exactly as a real webcam's would: captured by the page, JPEG-encoded, streamed.
+Synthetic data: these tests prove the plumbing, not recognition accuracy on real faces.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _browser import (
+    REPO,
+    chromium,
+    expression_frames,
+    require_browser,
+    save_artifact,
+    web_server,
+    write_video,
+    write_y4m,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+DEMO = REPO / "realtime" / "weights" / "demo.safetensors"
+CLS = "positive"
+FPS = 30.0
+
+
+def _demo_is_trained(path: Path) -> bool:
+    """The shipped demo weights, if present, carry their training provenance."""
+    meta = json.loads(path.with_suffix(".json").read_text())
+    return CLS in meta["config"]["class_names"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> tuple[Path, bool]:
+    """(checkpoint, trained): the demo weights when shipped, else a tiny untrained net.
+
+    With the demo weights the tests demand the generated clip's class; an untrained net
+    still exercises every step, but its label is arbitrary, so only its validity is checked.
+    """
+    if DEMO.is_file() and _demo_is_trained(DEMO):
+        return DEMO, True
+    import torch
+
+    from moext import ModelConfig
+    from moext.checkpoint import save_checkpoint
+    from moext.modeling.moext import MoExtClassifier
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone="mobilenet_v3_small", branch_channels=16, feature_dim=32,
+                      projection_dim=8, image_size=64)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    return save_checkpoint(MoExtClassifier(cfg), path), False
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> dict:
+    """A 4 s clip: still face, one `CLS` micro-expression (0.4 s, 2.5 % IOD) at 2 s; as y4m
+    for the fake webcam (Chromium loops it) and as mp4 for the upload; plus a no-face y4m."""
+    d = tmp_path_factory.mktemp("clip")
+    frames, truth = expression_frames(CLS, fps=FPS, seconds=4.0, onset_s=2.0, duration_s=0.4, peak_iod=0.025)
+    blank = [np.full_like(frames[0], 128) for _ in range(8)]
+    return {
+        "y4m": write_y4m(d / "face.y4m", frames, FPS),
+        "mp4": write_video(d / "face.mp4", frames, FPS),
+        "noface_y4m": write_y4m(d / "noface.y4m", blank, FPS),
+        "frames": len(frames),
+        "truth": truth,
+        "dir": d,
+    }
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, checkpoint):
+    require_browser()
+    tmp = tmp_path_factory.mktemp("server")
+    # A small upload limit so the test can show the refusal; the clip is far below it.
+    with web_server(tmp, checkpoint[0], "--max-file-size", "2mb", "--concurrency", "2") as srv:
+        yield srv
+    # Stopped: Gradio's shutdown (delete_cache) and session ends leave no face data behind.
+    left = [p for p in srv.cache.rglob("*") if p.is_file()]
+    assert not left, f"files left in the server's cache after shutdown: {left}"
+
+
+def _start_webcam(page) -> None:
+    page.get_by_text("Click to Access Webcam").click()
+    page.get_by_role("button", name="capture photo").click()  # Gradio's "Record" button
+
+
+def _status(page) -> str:
+    return page.locator("#moext-status").inner_text()
+
+
+def _frames_seen(page) -> int:
+    m = re.search(r"frame (\d+)", _status(page))
+    return int(m.group(1)) if m else 0
+
+
+def _event_rows(page, table: str) -> list[list[str]]:
+    rows = []
+    for tr in page.locator(f"{table} tbody tr").all():
+        cells = [c.strip() for c in tr.locator("td").all_inner_texts()]
+        if len(cells) >= 7 and cells[6]:
+            rows.append(cells)
+    return rows
+
+
+def _wait_for_event(page, table: str, timeout_s: float) -> list[list[str]]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = _event_rows(page, table)
+        if rows:
+            return rows
+        page.wait_for_timeout(1000)
+    raise AssertionError(f"no event in {table} after {timeout_s:.0f} s; status: {_status(page)!r}")
+
+
+def _class_names(ckpt: Path) -> list[str]:
+    return json.loads(ckpt.with_suffix(".json").read_text())["config"]["class_names"]
+
+
+def _check_label(label: str, checkpoint: tuple[Path, bool]) -> None:
+    ckpt, trained = checkpoint
+    if trained:
+        assert label == CLS, f"the {CLS} micro-expression was labelled {label!r}"
+    else:
+        assert label in _class_names(ckpt)
+
+
+def _download(page, selector: str, dest: Path) -> str:
+    with page.expect_download() as info:
+        page.locator(selector).click()
+    info.value.save_as(dest)
+    return dest.read_text()
+
+
+def test_live_webcam_shows_event_of_the_expression(server, clip, checkpoint, tmp_path):
+    with chromium(clip["y4m"]) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(server.url)
+        _start_webcam(page)
+        # Chromium loops the 4 s clip: one expression every 4 s, seen at the server's rate.
+        rows = _wait_for_event(page, "#moext-events", timeout_s=150)
+        label = rows[0][6]
+        _check_label(label, checkpoint)
+        kind = rows[0][5]
+        assert kind in ("micro", "macro")
+        # The page shows what the recognizer found: a class distribution, the curve, thumbnails.
+        label_text = page.locator("#moext-label").inner_text()
+        assert any(c in label_text for c in _class_names(checkpoint[0])), label_text
+        assert page.locator("#moext-curve img").count() == 1
+        assert page.locator("#moext-thumbs img.moext-onset").count() == 1
+        assert page.locator("#moext-thumbs img.moext-apex").count() == 1
+        status = _status(page)
+        assert "fps" in status and _frames_seen(page) > 10
+        text = _download(page, "#moext-events-csv", tmp_path / "events.csv")
+        got = list(csv.DictReader(io.StringIO(text)))
+        assert got and got[0]["label"] == label and got[0]["kind"] == kind
+        shot = tmp_path / "web-live.png"
+        page.screenshot(path=str(shot), full_page=True)
+        save_artifact(shot, "web-live.png")
+        (REPO / "docs").mkdir(exist_ok=True)
+        shutil.copyfile(shot, REPO / "docs" / "screenshot-web.png")
+        print(f"live: first event {kind} {label}; status {status!r}")
+
+
+def test_video_upload_gives_events_and_csv(server, clip, checkpoint, tmp_path):
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(server.url)
+        page.get_by_role("tab", name="Video").click()
+        # Above the server's 2 MB limit: refused with a message, before any processing.
+        big = tmp_path / "too-big.mp4"
+        big.write_bytes(b"\0" * 3_000_000)
+        page.locator("#moext-video input[type=file]").set_input_files(str(big))
+        page.get_by_text(re.compile("too large|exceeds|maximum", re.I)).first.wait_for(timeout=30_000)
+        page.reload()
+        page.get_by_role("tab", name="Video").click()
+        page.locator("#moext-video input[type=file]").set_input_files(str(clip["mp4"]))
+        page.locator("#moext-video video").wait_for(timeout=60_000)
+        page.locator("#moext-analyse").click()
+        summary = page.locator("#moext-video-summary")
+        summary.get_by_text(re.compile(r"events")).wait_for(timeout=240_000)
+        rows = _wait_for_event(page, "#moext-video-events", timeout_s=30)
+        _check_label(rows[0][6], checkpoint)
+        # The expression starts at 2.0 s and peaks at 2.2 s of the clip.
+        apex_s = float(rows[0][2])
+        assert abs(apex_s - clip["truth"]["apex_s"]) < 0.3, rows[0]
+        assert page.locator("#moext-video-curve").locator("img, svg, canvas").count() >= 1
+        events = list(csv.DictReader(io.StringIO(_download(page, "#moext-video-events-csv", tmp_path / "e.csv"))))
+        assert len(events) == len(rows) and events[0]["label"] == rows[0][6]
+        frames = list(csv.DictReader(io.StringIO(_download(page, "#moext-video-frames-csv", tmp_path / "f.csv"))))
+        assert len(frames) == clip["frames"]
+        assert {"frame", "timestamp_ms", "face_found", "motion"} <= set(frames[0])
+        assert sum(int(r["face_found"]) for r in frames) > 0.9 * clip["frames"]
+        page.screenshot(path=str(tmp_path / "web-video.png"), full_page=True)
+        save_artifact(tmp_path / "web-video.png", "web-video.png")
+
+
+def test_two_sessions_keep_separate_state(server, clip):
+    sessions = server.cache / "moext-sessions"
+    with chromium(clip["y4m"]) as face_browser, chromium(clip["noface_y4m"]) as empty_browser:
+        a = face_browser.new_page()
+        a.goto(server.url)
+        _start_webcam(a)
+        deadline = time.monotonic() + 90
+        while _frames_seen(a) < 30:
+            assert time.monotonic() < deadline, f"page A stalled: {_status(a)!r}"
+            a.wait_for_timeout(1000)
+        b = empty_browser.new_page()
+        b.goto(server.url)
+        _start_webcam(b)
+        deadline = time.monotonic() + 90
+        while _frames_seen(b) < 5:
+            assert time.monotonic() < deadline, f"page B stalled: {_status(b)!r}"
+            b.wait_for_timeout(1000)
+        # B has its own recognizer: its frame count started at 1, not at A's, and B's
+        # empty picture gives "no face" while A keeps tracking the face.
+        fa, fb = _frames_seen(a), _frames_seen(b)
+        assert fb < fa, (fa, fb)
+        assert "no face" in b.locator("#moext-label").inner_text()
+        assert "no face" in _status(b)
+        a.wait_for_timeout(1500)
+        assert "no face" not in a.locator("#moext-label").inner_text()
+        assert _frames_seen(a) > fa
+        folders = {p.name for p in sessions.iterdir()}
+        assert len(folders) == 2, folders
+        # Closing B's tab ends its session: its folder (and recognizer) go at once.
+        b.close()
+        deadline = time.monotonic() + 30
+        while len({p.name for p in sessions.iterdir()}) > 1:
+            assert time.monotonic() < deadline, "the closed session's folder was not deleted"
+            time.sleep(0.5)
+        assert _frames_seen(a) > 0
