@@ -50,8 +50,10 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--pretrain-epochs", type=int, default=4)
     ap.add_argument("--pretrain-repeats", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--jitter", default="--rigid-px 1.5 --rigid-deg 0.5 --rigid-scale 0.01 --sensor-noise 2",
+                    help="fine-tuning augmentation flags: live-like apex-only rigid jitter and sensor noise")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--workers", type=int, default=2, help="LOSO folds in parallel")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
@@ -79,17 +81,17 @@ def main() -> None:
     for method in args.methods:
         flags = [f"--{k}={v}" for k, v in model.items()] if method == "moext" else [f"--image-size={args.image_size}"]
         t = time.perf_counter()
-        pre = work / method / "pretrain"
+        pre = work / f"run-{method}" / "pretrain"  # not work/<method>: `python -m` would import it
         cli("pretrain", "micro", "macro", "--method", method, "--out", str(pre), "--epochs", str(args.pretrain_epochs),
             "--repeats", str(args.pretrain_repeats), "--batch-size", "10", *common, *flags,
             *(["--resume"] if (pre / "train_state.pt").exists() else []), cwd=work)
         timings[f"{method}_pretrain_s"] = time.perf_counter() - t
         for variant, init in (("pre-trained", ["--init", str(pre / "pretrained.safetensors")]), ("scratch", flags)):
             t = time.perf_counter()
-            out = work / method / f"loso-{variant}"
+            out = work / f"run-{method}" / f"loso-{variant}"
             cli("loso", "micro", "--protocol", "cde", "--method", method, "--out", str(out), "--epochs",
                 str(args.epochs), "--repeats", str(args.repeats), "--batch-size", "20", "--workers",
-                str(args.workers), *common, *init, *(["--resume"] if (out / "folds").is_dir() else []), cwd=work)
+                str(args.workers), *common, *args.jitter.split(), *init, *(["--resume"] if (out / "folds").is_dir() else []), cwd=work)
             timings[f"{method}_{variant}_loso_s"] = time.perf_counter() - t
             m = json.loads((out / "metrics.json").read_text())
             results[f"{method} ({variant})"] = {"pooled": m["pooled"], "mean_of_folds": m["mean_of_folds"],
@@ -103,7 +105,7 @@ def main() -> None:
         f"class per subject for pre-training); LOSO, protocol cde, fixed schedule; pooled over folds.",
         f"MoExt: mobilenet_v3_small, branches 32, features 64, {args.image_size}x{args.image_size} inputs; "
         f"pre-training {args.pretrain_epochs} epochs x {args.pretrain_repeats} repeats, fine-tuning "
-        f"{args.epochs} epochs x {args.repeats} repeats, Adam lr {args.lr}, seed {args.seed}.",
+        f"{args.epochs} epochs x {args.repeats} repeats with `{args.jitter}`, Adam lr {args.lr}, seed {args.seed}.",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.threads} thread(s) "
         f"per process, {args.workers} fold workers; total {total / 60:.1f} min.",
         "",

@@ -142,7 +142,8 @@ def loso(
     del model
     settings = {"loso": cfg.to_dict(), "overrides": overrides or {}, "model": model_cfg,
                 "class_names": class_names}
-    digest = _digest(settings)
+    # Parallelism does not change a fold's result, so a run may resume with other --workers.
+    digest = _digest({**settings, "loso": {k: v for k, v in settings["loso"].items() if k != "workers"}})
     out_dir = Path(out_dir)
     folds_dir = out_dir / FOLDS
     existing = sorted(folds_dir.glob("*.json")) if folds_dir.is_dir() else []
