@@ -157,19 +157,30 @@ def web_server(tmp: Path, checkpoint: Path, *args: str, timeout: float = 180.0) 
 
 
 @contextmanager
-def chromium(fake_video: Path | None = None) -> Iterator:
-    """A headless Debian Chromium under Playwright; `fake_video` (y4m) is its webcam."""
+def chromiums(*fake_videos: Path | None) -> Iterator[list]:
+    """Headless Debian Chromiums under one Playwright, one per entry of `fake_videos`; each
+    plays its y4m file (or Chromium's test pattern for None) as its webcam. One Playwright
+    for all: its sync API cannot be nested."""
     from playwright.sync_api import sync_playwright
 
-    args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-    if fake_video is not None:
-        args.append(f"--use-file-for-fake-video-capture={fake_video}")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        browsers = []
         try:
-            yield browser
+            for video in fake_videos:
+                args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+                if video is not None:
+                    args.append(f"--use-file-for-fake-video-capture={video}")
+                browsers.append(p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args))
+            yield browsers
         finally:
-            browser.close()
+            for b in browsers:
+                b.close()
+
+
+@contextmanager
+def chromium(fake_video: Path | None = None) -> Iterator:
+    with chromiums(fake_video) as (browser,):
+        yield browser
 
 
 def save_artifact(src: Path, name: str) -> Path:

@@ -23,6 +23,7 @@ import pytest
 from _browser import (
     REPO,
     chromium,
+    chromiums,
     expression_frames,
     require_browser,
     save_artifact,
@@ -111,8 +112,9 @@ def _frames_seen(page) -> int:
 
 def _event_rows(page, table: str) -> list[list[str]]:
     rows = []
-    for tr in page.locator(f"{table} tbody tr").all():
-        cells = [c.strip() for c in tr.locator("td").all_inner_texts()]
+    # Gradio 6's Dataframe is an ARIA grid (a virtualised table): rows and gridcells.
+    for tr in page.locator(f"{table} [role=row]").all():
+        cells = [c.strip() for c in tr.locator("[role=gridcell]").all_inner_texts()]
         if len(cells) >= 7 and cells[6]:
             rows.append(cells)
     return rows
@@ -153,7 +155,7 @@ def test_live_webcam_shows_event_of_the_expression(server, clip, checkpoint, tmp
         page.goto(server.url)
         _start_webcam(page)
         # Chromium loops the 4 s clip: one expression every 4 s, seen at the server's rate.
-        rows = _wait_for_event(page, "#moext-events", timeout_s=150)
+        rows = _wait_for_event(page, "#moext-events", timeout_s=240)
         label = rows[0][6]
         _check_label(label, checkpoint)
         kind = rows[0][5]
@@ -212,7 +214,7 @@ def test_video_upload_gives_events_and_csv(server, clip, checkpoint, tmp_path):
 
 def test_two_sessions_keep_separate_state(server, clip):
     sessions = server.cache / "moext-sessions"
-    with chromium(clip["y4m"]) as face_browser, chromium(clip["noface_y4m"]) as empty_browser:
+    with chromiums(clip["y4m"], clip["noface_y4m"]) as (face_browser, empty_browser):
         a = face_browser.new_page()
         a.goto(server.url)
         _start_webcam(a)
