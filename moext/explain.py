@@ -33,7 +33,8 @@ class HeatMap:
         heat: (S, S) float32 in [0, 1], S = the model's image_size; all zeros if the action
             branch does not respond anywhere.
         method: "gradcam" or "magnitude".
-        peak: the un-normalised maximum of the map before scaling to [0, 1] (0 = no response).
+        peak: the un-normalised range of the map before scaling to [0, 1] (max for
+            "magnitude", max - min for "gradcam"; 0 = no response / no spatial contrast).
         class_index / class_name / probabilities: the class Grad-CAM explains and the
             classifier's softmax; None for a model without a head.
     """
@@ -46,14 +47,22 @@ class HeatMap:
     probabilities: np.ndarray | None = None
 
 
-def _to_unit(cam: torch.Tensor, size: int) -> tuple[np.ndarray, float]:
-    """(h, w) non-negative map -> (size, size) float32 in [0, 1] and its peak."""
-    up = F.interpolate(cam[None, None], size=(size, size), mode="bilinear", align_corners=False)
-    up = up[0, 0].clamp_min(0)  # bilinear of non-negative values stays >= 0; clamp rounding
-    peak = float(cam.max())
+def _to_unit(cam: torch.Tensor, size: int, subtract_min: bool) -> tuple[np.ndarray, float]:
+    """(h, w) non-negative map -> (size, size) float32 in [0, 1] and its un-normalised range.
+
+    Grad-CAM is scaled min..max (as usual for it); the magnitude map 0..max, so that 0 keeps
+    meaning "the action code did not change here". A flat map (no spatial contrast) is zeros.
+    """
+    cam = cam.detach().float()
+    lo = float(cam.min()) if subtract_min else 0.0
+    peak = float(cam.max()) - lo
     if peak <= 1e-12:
         return np.zeros((size, size), np.float32), 0.0
-    return (up / up.max()).detach().cpu().numpy().astype(np.float32), peak
+    up = F.interpolate(cam[None, None], size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    # scaled after upsampling: pixel centres never hit an inner cell's centre, so the raw
+    # peak would leave an inner hot spot below 1
+    up = up - (up.min() if subtract_min else 0.0)
+    return (up / up.max()).clamp(0.0, 1.0).cpu().numpy().astype(np.float32), peak
 
 
 def action_heatmap(
@@ -93,7 +102,7 @@ def action_heatmap(
                 c = model.action_code(f_o, f_a)  # (1, A, h, w)
                 c0 = model.action_code(f_o, f_o)  # the code of "no motion"
                 cam = (c - c0).norm(dim=1)[0]  # (h, w)
-            heat, peak = _to_unit(cam, size)
+            heat, peak = _to_unit(cam, size, subtract_min=False)
             result = HeatMap(heat=heat, method=method, peak=peak)
             if hasattr(model, "head_from_code"):
                 with torch.no_grad():
@@ -114,7 +123,7 @@ def action_heatmap(
             (grad,) = torch.autograd.grad(logits[0, k], c)
         weights = grad.mean(dim=(2, 3), keepdim=True)  # (1, A, 1, 1)
         cam = F.relu((weights * c).sum(dim=1))[0].detach()  # (h, w)
-        heat, peak = _to_unit(cam, size)
+        heat, peak = _to_unit(cam, size, subtract_min=True)
         result = HeatMap(heat=heat, method=method, peak=peak)
         _fill_class(result, model, logits.detach().softmax(-1)[0].numpy(), k)
         return result
