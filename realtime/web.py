@@ -169,11 +169,13 @@ def _safe(session: str) -> str:
 class LiveSession:
     """One browser tab's webcam state: a recognizer and what the page shows."""
 
-    def __init__(self, rec: Recognizer, folder: Path, cfg: WebConfig):
+    def __init__(self, rec: Recognizer, folder: Path, cfg: WebConfig,
+                 clock: Callable[[], float] = time.monotonic):
         self.rec = rec
         self.folder = folder
         self.cfg = cfg
-        self.t0 = time.monotonic()
+        self.clock = clock
+        self.t0 = clock()
         self.last_ms = -math.inf
         self.last_wall: float | None = None
         n = 4096
@@ -196,7 +198,7 @@ class LiveSession:
 
     def step(self, frame_bgr: np.ndarray) -> dict[str, Any]:
         """Process one webcam frame; returns what changed for the page."""
-        now = time.monotonic()
+        now = self.clock()
         if self.last_wall is not None:
             gap = now - self.last_wall
             if gap > self.cfg.gap_reset_s:  # the stream was paused: references are stale
@@ -248,8 +250,9 @@ class WebApp:
     """Builds the Gradio Blocks; one instance serves every browser session."""
 
     def __init__(self, cfg: WebConfig, recognizer_factory: Callable[[], Recognizer] | None = None,
-                 files_root: Path | None = None):
+                 files_root: Path | None = None, clock: Callable[[], float] = time.monotonic):
         self.cfg = cfg
+        self.clock = clock  # arrival clock of webcam frames (tests step it by hand)
         self.make_recognizer = recognizer_factory or (
             lambda: Recognizer(cfg.checkpoint, cfg.backend, cfg.recognizer)
         )
@@ -264,7 +267,7 @@ class WebApp:
     def live_frame(self, frame_rgb: np.ndarray | None, session: LiveSession | None, request: Any):
         sid = getattr(request, "session_hash", None) or "anonymous"
         if session is None or session.closed:
-            session = LiveSession(self.make_recognizer(), self.files.folder(sid), self.cfg)
+            session = LiveSession(self.make_recognizer(), self.files.folder(sid), self.cfg, self.clock)
             self.files.live[sid] = session
         if frame_rgb is None:
             return (gr.skip(),) * 6 + (session,)
@@ -454,72 +457,11 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def web_command(
-    checkpoint: Path = None,  # type: ignore[assignment]
-    backend: str = "auto",
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    share: bool = False,
-    concurrency: int = 2,
-    time_limit: int = 300,
-    max_file_size: str = "100mb",
-    max_video_seconds: float = 300.0,
-    stream_every: float = 0.05,
-    threads: int = 1,
-) -> None:
-    """Serve the browser demo (webcam and video upload) on HOST:PORT."""
-    import typer
-
-    from realtime.recognizer import RecognizerError
-
-    if share:
-        typer.echo("--share: Gradio makes this server reachable from the internet through its "
-                   "share link; anyone with the link can use your webcam session's server.")
-    cfg = WebConfig(checkpoint=checkpoint, backend=backend, concurrency_limit=concurrency,
-                    time_limit=time_limit, max_file_size=max_file_size,
-                    max_video_seconds=max_video_seconds, stream_every=stream_every,
-                    recognizer=RecognizerConfig(threads=threads))
-    try:
-        serve(cfg, host, port, share)
-    except RecognizerError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    except OSError as e:  # port taken, host not an address of this machine
-        typer.echo(f"error: cannot serve on {host}:{port} ({e}); choose another --port or --host", err=True)
-        raise typer.Exit(2) from None
-
-
-def _add_options(fn: Callable) -> Callable:
-    """Typer options with help texts for `web_command` (kept beside it so cli.py stays small)."""
-    import inspect
-
-    import typer
-
-    helps = {
-        "checkpoint": "classifier checkpoint (.safetensors); default: the shipped demo weights",
-        "backend": "auto | tensorrt | onnx | torch",
-        "host": "address to listen on; 127.0.0.1 keeps the demo on this machine",
-        "port": "port to listen on",
-        "share": "also publish a public Gradio share link (off unless asked)",
-        "concurrency": "webcam streams + video analyses running at once (all users)",
-        "time_limit": "seconds of processing one webcam stream may use before it stops",
-        "max_file_size": "largest video upload, e.g. 100mb",
-        "max_video_seconds": "longest video the Video tab analyses",
-        "stream_every": "seconds between webcam frames sent by the browser",
-        "threads": "CPU threads per recognizer (sessions already run in parallel)",
-    }
-    sig = inspect.signature(fn)
-    params = [p.replace(default=typer.Option(p.default, help=helps[p.name])) for p in sig.parameters.values()]
-    fn.__signature__ = sig.replace(parameters=params)
-    return fn
-
-
-web_command = _add_options(web_command)
-
-
 def main() -> None:
-    """`python -m realtime.web` = `moext-live web`."""
+    """`python -m realtime.web [OPTIONS]` = `moext-live web [OPTIONS]`."""
     import typer
+
+    from realtime.web_cli import web_command
 
     typer.run(web_command)
 
