@@ -117,7 +117,7 @@ class SpottingConfig:
     enter_z: float = 3.0
     enter_min: float = 3.0
     bump_lag_ms: float = 270.0
-    bump_z: float = 3.0
+    bump_z: float = 3.3
     bump_min: float = 0.6
     exit_frac: float = 0.5
     edge_scale: float = 2.0
@@ -126,9 +126,9 @@ class SpottingConfig:
     micro_max_ms: float = 550.0
     micro_max_amplitude: float = 4.5
     head_rotation: float = 2.0
-    head_shift: float = 10.0
-    head_scale: float = 0.04
-    head_residual: float = 3.0
+    head_shift: float = 15.0
+    head_scale: float = 0.08
+    head_residual: float = 6.0
 
 
 @dataclass
@@ -185,6 +185,7 @@ class Spotter:
         self.bump_peak = 0.0
         self.bump_last = -1  # index of the last centre frame scored
         self.bump_head = False
+        self.last_micro_off = -1e18
         self.bump_before: deque[tuple[BufferedFrame, np.ndarray]] = deque(maxlen=12)
         # (start, end) ms of macro movements, recent and ongoing: transients inside them are
         # their edges, not micro-expressions.
@@ -382,15 +383,23 @@ class Spotter:
         # reference that moves with the head and the slow drift, but not with a transient.
         fut = fit_similarity(rec.points[RIGID_POINTS], past.points[RIGID_POINTS]).apply(rec.points)
         ref = 0.5 * (past.points + fut)
-        m = measure_motion(centre.points, ref)
+        # A transient differs from the mean of its neighbours AND from each of them; the
+        # second difference alone also answers, at half height, one lag before and after
+        # a bump (there one neighbour is inside it), and the one-sided differences alone
+        # follow slow drift. The smallest of the three keeps only the transient.
+        groups = np.minimum.reduce([
+            measure_motion(centre.points, ref).groups,
+            measure_motion(centre.points, past.points).groups,
+            measure_motion(centre.points, rec.points).groups,
+        ])
         head = self._head_moving(measure_motion(rec.points, past.points))
         noise = np.maximum(np.sqrt(self.bump_noise_sq), c.noise_floor)
-        z = m.groups / noise
-        score = float(np.where(m.groups >= c.bump_min, z, np.minimum(z, 0.99 * c.bump_z)).max())
+        z = groups / noise
+        score = float(np.where(groups >= c.bump_min, z, np.minimum(z, 0.99 * c.bump_z)).max())
         self.bump_recent.append(score)
         sm = float(np.mean(self.bump_recent))
         if self.bump_trace:
-            self.bump_trace.append((centre, m.groups))
+            self.bump_trace.append((centre, groups))
             self.bump_head |= head
             self.bump_peak = max(self.bump_peak, sm)
             if sm < c.exit_frac * self.bump_peak:
@@ -399,14 +408,14 @@ class Spotter:
                 self.bump_trace = []
                 return [], self._discard("long transient")
         elif sm > c.bump_z and not head:
-            self.bump_trace = list(self.bump_before) + [(centre, m.groups)]
+            self.bump_trace = list(self.bump_before) + [(centre, groups)]
             self.bump_peak = sm
             self.bump_head = False
         else:
             self.bump_noise_count += 1
             a = max(c.noise_alpha, 1.0 / (self.bump_noise_count + 1))
-            self.bump_noise_sq += a * (m.groups**2 - self.bump_noise_sq)
-        self.bump_before.append((centre, m.groups))
+            self.bump_noise_sq += a * (groups**2 - self.bump_noise_sq)
+        self.bump_before.append((centre, groups))
         return [], None
 
     def _close_bump(self):
@@ -440,9 +449,13 @@ class Spotter:
                 return [], self._discard("edge of a macro movement")
         if duration < c.min_duration_ms:
             return [], self._discard("too short")
+        if onset.t_ms - self.last_micro_off < c.bump_lag_ms:
+            # One lag after a transient its trailing neighbour sits inside it: an echo.
+            return [], self._discard("echo of a transient")
         if duration > c.micro_max_ms or peak > c.micro_max_amplitude:
             return [], self._discard("transient too long or large for micro")
         name = GROUP_NAMES[g]
+        self.last_micro_off = offset.t_ms
         return [SpottedEvent(
             onset=onset, apex=apex_f, offset=offset, reference=onset, amplitude=peak,
             kind="micro", region=_REGION_OF[name], group=name,
