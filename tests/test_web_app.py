@@ -1,0 +1,200 @@
+"""The browser demo's server side without a browser: session state, files, limits, CLI.
+
+The handlers of `realtime.web.WebApp` are called as Gradio calls them (a request object
+carrying the session id), with the real recognizer on a tiny untrained checkpoint and a
+generated clip (synthetic data: plumbing, not accuracy).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import gradio as gr
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from _browser import expression_frames, write_video
+from realtime.recognizer import Recognizer, RecognizerConfig
+from realtime.web import EVENT_COLUMNS, WebApp, WebConfig
+from realtime.web_draw import Mark, curve_image
+
+FPS = 30.0
+
+
+class StepClock:
+    """Arrival times of webcam frames, advanced by hand (30 fps)."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    import torch
+
+    from moext import ModelConfig
+    from moext.checkpoint import save_checkpoint
+    from moext.modeling.moext import MoExtClassifier
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone="mobilenet_v3_small", branch_channels=16, feature_dim=32,
+                      projection_dim=8, image_size=64)
+    return save_checkpoint(MoExtClassifier(cfg), tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def clip() -> tuple[list[np.ndarray], dict]:
+    return expression_frames("positive", fps=FPS, seconds=4.0, onset_s=2.0, duration_s=0.4, peak_iod=0.025)
+
+
+def _app(ckpt: Path, tmp_path: Path, clock=None, **kw) -> WebApp:
+    cfg = WebConfig(checkpoint=ckpt, backend="torch", recognizer=RecognizerConfig(threads=1), **kw)
+    return WebApp(cfg, files_root=tmp_path / "sessions", **({"clock": clock} if clock else {}))
+
+
+def _req(session: str) -> SimpleNamespace:
+    return SimpleNamespace(session_hash=session)
+
+
+def _rgb(bgr: np.ndarray) -> np.ndarray:
+    # What Gradio hands the handler: RGB, mirrored like the webcam preview.
+    return cv2.flip(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), 1)
+
+
+@pytest.mark.slow
+def test_live_stream_gives_event_csv_and_thumbnails(ckpt, clip, tmp_path):
+    frames, truth = clip
+    clock = StepClock()
+    app = _app(ckpt, tmp_path, clock)
+    state = None
+    outs = []
+    for rep in range(2):  # the clip twice, as a looping webcam would send it
+        for f in frames:
+            clock.t += 1 / FPS
+            out = app.live_frame(_rgb(f), state, _req("s1"))
+            state = out[-1]
+            outs.append(out)
+    assert state.frames == 2 * len(frames) and state.no_face == 0
+    assert state.events, "no event from two expressions at 30 fps"
+    # Table, CSV and thumbnails are sent only on frames that finish an event.
+    # Each new event rewrites the CSV under a new name; the page holds the newest.
+    label, status, curve, thumbs, table, csv_path, _ = [o for o in outs if hasattr(o[4], "columns")][-1]
+    assert list(table.columns) == EVENT_COLUMNS and len(table) == len(state.events)
+    assert sorted(p.name for p in Path(csv_path).parent.iterdir()) == [Path(csv_path).name]
+    ev = state.events[0]
+    # Arrival clock = the clip's own time: the event sits on the expression (2.0-2.4 s).
+    assert truth["onset_s"] - 0.4 <= ev.apex_ms / 1e3 <= truth["offset_s"] + 0.2
+    assert thumbs.count("data:image/png;base64,") == 2 and "moext-onset" in thumbs
+    rows = list(csv.DictReader(open(csv_path)))
+    assert len(rows) == len(state.events)
+    assert rows[0]["label"] == ev.label and rows[0]["kind"] == ev.kind
+    assert Path(csv_path).parent == tmp_path / "sessions" / "s1"
+    assert isinstance(outs[-1][0], dict) and set(outs[-1][0]) == set(state.rec.class_names)
+    assert "data:image/png;base64," in outs[-1][2]
+
+
+@pytest.mark.slow
+def test_sessions_are_separate_and_end_cleanly(ckpt, clip, tmp_path):
+    frames, _ = clip
+    clock = StepClock()
+    app = _app(ckpt, tmp_path, clock)
+    blank = np.full_like(frames[0], 90)
+    a = b = None
+    for k in range(6):
+        clock.t += 1 / FPS
+        out_a = app.live_frame(_rgb(frames[k]), a, _req("a"))
+        a = out_a[-1]
+        out_b = app.live_frame(_rgb(blank), b, _req("b"))
+        b = out_b[-1]
+    assert a is not b and a.rec is not b.rec
+    assert out_b[0] == "no face" and "no face" in out_b[1] and b.no_face == 6
+    assert out_a[0] != "no face" and a.no_face == 0
+    # Frames of one tab never enter the other's buffer.
+    assert len(b.rec.buffer) == 0 and len(a.rec.buffer) > 0
+    assert {p.name for p in (tmp_path / "sessions").iterdir()} == {"a", "b"}
+    app.end_session(_req("b"))
+    assert b.closed and not a.closed
+    assert {p.name for p in (tmp_path / "sessions").iterdir()} == {"a"}
+    # A closed session that sends again gets a fresh recognizer.
+    clock.t += 1 / FPS
+    out = app.live_frame(_rgb(frames[0]), b, _req("b"))
+    assert out[-1] is not b and not out[-1].closed
+
+
+@pytest.mark.slow
+def test_stream_pause_resets_the_recognizer(ckpt, clip, tmp_path):
+    frames, _ = clip
+    clock = StepClock()
+    app = _app(ckpt, tmp_path, clock)
+    s = None
+    for k in range(10):
+        clock.t += 1 / FPS
+        s = app.live_frame(_rgb(frames[k]), s, _req("p"))[-1]
+    assert s.rec.frames == 10
+    clock.t += 5.0  # record pressed again after a pause: old references are stale
+    s = app.live_frame(_rgb(frames[10]), s, _req("p"))[-1]
+    assert s.rec.frames == 1 and s.frames == 11
+
+
+@pytest.mark.slow
+def test_video_analysis_outputs_and_limits(ckpt, clip, tmp_path):
+    frames, truth = clip
+    video = write_video(tmp_path / "clip.mp4", frames, FPS)
+    app = _app(ckpt, tmp_path)
+    text, table, fig, events_csv, frames_csv = app.analyse_video(str(video), _req("v"))
+    rows = list(csv.DictReader(open(frames_csv)))
+    assert len(rows) == len(frames)
+    assert sum(int(r["face_found"]) for r in rows) == len(frames)
+    events = list(csv.DictReader(open(events_csv)))
+    assert len(events) == len(table) and f"**{len(events)} events**" in text
+    assert list(table.columns) == EVENT_COLUMNS
+    assert fig.axes and fig.axes[0].get_xlabel() == "time (s)"
+    # Every file of the session goes when it ends, the uploaded video included.
+    app.end_session(_req("v"))
+    assert not Path(frames_csv).exists() and not Path(events_csv).exists() and not video.exists()
+
+    short = _app(ckpt, tmp_path, max_video_seconds=1.0)
+    video = write_video(tmp_path / "clip2.mp4", frames, FPS)
+    with pytest.raises(gr.Error, match=r"4 s long.*up to 1 s"):
+        short.analyse_video(str(video), _req("w"))
+    junk = tmp_path / "notes.mp4"
+    junk.write_text("not a video")
+    with pytest.raises(gr.Error, match="notes.mp4"):
+        app.analyse_video(str(junk), _req("w"))
+    with pytest.raises(gr.Error, match="Upload a video"):
+        app.analyse_video(None, _req("w"))
+
+
+def test_curve_marks_and_gaps():
+    t = np.arange(0, 10, 0.1)
+    m = np.where((t > 4) & (t < 5), np.nan, 0.5 + (np.abs(t - 7) < 0.3) * 2.0)
+    img = curve_image(t, m, [Mark(6.8, 7.0, 7.2, "micro positive 0.90")], window_s=10.0, now_s=10.0)
+    assert img.shape == (180, 720, 3) and img.dtype == np.uint8
+    left, pw = 44, 720 - 44 - 10
+    x_on, x_ap = left + round(6.8 / 10 * pw), left + round(7.0 / 10 * pw)
+    col_on, col_ap = img[40:150, x_on], img[40:150, x_ap]
+    assert (np.abs(col_on.astype(int) - (60, 160, 40)).sum(1) < 60).sum() > 50  # green onset line
+    assert (np.abs(col_ap.astype(int) - (40, 40, 220)).sum(1) < 60).sum() > 50  # red apex line
+    # The no-face gap (4-5 s) draws nothing.
+    gap = img[18:158, left + round(4.3 / 10 * pw):left + round(4.7 / 10 * pw)]
+    assert (gap == 255).all() or (gap >= 200).all()
+
+
+def test_cli_errors_are_one_line_and_nonzero(tmp_path):
+    from realtime.web_cli import web_command
+
+    import typer
+
+    cli = typer.Typer()
+    cli.command()(web_command)
+    r = CliRunner().invoke(cli, ["--checkpoint", str(tmp_path / "nope.safetensors")])
+    assert r.exit_code == 2 and "nope.safetensors" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(cli, ["--max-file-size", "lots"])
+    assert r.exit_code == 2 and "--max-file-size" in r.output
