@@ -67,7 +67,7 @@ class WebConfig:
         checkpoint: classifier checkpoint; None = the shipped demo weights.
         backend: auto | tensorrt | onnx | torch (see `realtime.backends`).
         recognizer: the live recognizer's settings (spotting thresholds...).
-        stream_every: seconds between webcam frames the browser sends (0.05 = 20 fps at
+        stream_every: seconds between webcam frames the browser sends (0.033 = 30 fps at
             most; the handler's own speed is the real limit on CPU: frames that arrive while
             it is busy are dropped, the newest one is processed next).
         time_limit: seconds of processing one webcam stream may use before it is stopped.
@@ -87,7 +87,7 @@ class WebConfig:
     # One intra-op thread per recognizer: sessions run in parallel threads, and on a shared
     # CPU more threads oversubscribe it (tiny net here: 175 ms a frame with 2, 16 ms with 1).
     recognizer: RecognizerConfig = field(default_factory=lambda: RecognizerConfig(threads=1))
-    stream_every: float = 0.05
+    stream_every: float = 0.033
     time_limit: int = 300
     concurrency_limit: int = 2
     queue_size: int = 16

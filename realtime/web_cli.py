@@ -24,7 +24,7 @@ def web_command(
     time_limit: int = typer.Option(300, "--time-limit", min=10, help="Seconds of processing one webcam stream may use before it stops."),
     max_file_size: str = typer.Option("100mb", "--max-file-size", help="Largest video upload, e.g. 100mb."),
     max_video_seconds: float = typer.Option(300.0, "--max-video-seconds", min=1.0, help="Longest video the Video tab analyses."),
-    stream_every: float = typer.Option(0.05, "--stream-every", min=0.01, help="Seconds between webcam frames the browser sends."),
+    stream_every: float = typer.Option(0.033, "--stream-every", min=0.01, help="Seconds between webcam frames the browser sends."),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads per recognizer (sessions already run in parallel)."),
 ) -> None:
     """Serve the browser demo (live webcam + video upload) on HOST:PORT."""
