@@ -214,5 +214,12 @@ def export_cmd(
     _info(f"exported {format.value} in {time.perf_counter() - t0:.1f}s")
 
 
+# The browser demo (realtime/web.py, Gradio) registers its command from a light module so
+# that `moext-live --video ...` never imports Gradio.
+from realtime.web_cli import web_command  # noqa: E402
+
+app.command("web")(web_command)
+
+
 if __name__ == "__main__":
     sys.exit(app())

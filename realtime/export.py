@@ -16,6 +16,7 @@ TensorRT, the GPU name and torch-tensorrt version), written atomically, and reus
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -82,7 +83,9 @@ def _atomic_target(path: Path) -> Path:
 def export_onnx(model: nn.Module, out_dir: str | Path) -> tuple[Path, Path]:
     """Write `features.onnx` and `head.onnx` for `model` into `out_dir`; returns both paths."""
     out_dir = Path(out_dir)
-    model = model.eval().float().cpu()
+    # A copy, and every wrapper in eval mode: a freshly built wrapper module is in training
+    # mode, and tracing it so updates BatchNorm statistics of the caller's model.
+    model = copy.deepcopy(model).eval().float().cpu()
     s = model.cfg.image_size
     x = torch.zeros(1, 3, s, s)
     with torch.no_grad():
@@ -90,19 +93,20 @@ def export_onnx(model: nn.Module, out_dir: str | Path) -> tuple[Path, Path]:
     paths = out_dir / "features.onnx", out_dir / "head.onnx"
     feat_axes = {0: "batch"}
     jobs = [
-        (FeaturesPart(model), (x,), ["image"], ["features"],
+        (FeaturesPart(model).eval(), (x,), ["image"], ["features"],
          {"image": {0: "batch"}, "features": feat_axes}),
-        (HeadPart(model), (f, f), ["f_onset", "f_current"], ["logits"],
+        (HeadPart(model).eval(), (f, f), ["f_onset", "f_current"], ["logits"],
          {"f_onset": feat_axes, "f_current": feat_axes, "logits": {0: "batch"}}),
     ]
     for (module, args, inputs, outputs, axes), path in zip(jobs, paths):
         tmp = _atomic_target(path)
         # The TorchScript exporter: the torch.export one needs onnxscript, which we do not
         # ship, and these plain conv/linear graphs need nothing newer.
-        torch.onnx.export(
-            module, args, str(tmp), input_names=inputs, output_names=outputs,
-            dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,
-        )
+        with torch.no_grad():
+            torch.onnx.export(
+                module, args, str(tmp), input_names=inputs, output_names=outputs,
+                dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,
+            )
         os.replace(tmp, path)
     (out_dir / "export.json").write_text(
         json.dumps({"format": "onnx", "opset": ONNX_OPSET, "image_size": s,
@@ -162,15 +166,15 @@ def export_tensorrt(model: nn.Module, out_dir: str | Path) -> tuple[Path, Path]:
     trt = import_torch_tensorrt()
     out_dir = Path(out_dir)
     dev = torch.device("cuda")
-    model = model.eval().to(dev).half()  # fp16 by converting the module...
+    model = copy.deepcopy(model).eval().to(dev).half()  # fp16 by converting the module...
     s = model.cfg.image_size
     x = torch.zeros(1, 3, s, s, device=dev, dtype=torch.half)  # ...and its inputs
     with torch.no_grad():
         f = model.forward_features(x)
     paths = out_dir / "features.ep", out_dir / "head.ep"
     for module, args, path in (
-        (FeaturesPart(model), (x,), paths[0]),
-        (HeadPart(model), (f, f), paths[1]),
+        (FeaturesPart(model).eval(), (x,), paths[0]),
+        (HeadPart(model).eval(), (f, f), paths[1]),
     ):
         ep = torch.export.export(module.eval(), args)
         compiled = trt.dynamo.compile(ep, inputs=list(args), min_block_size=1)
