@@ -191,16 +191,18 @@ class _Head(torch.nn.Module):
 
 def test_onnx_runtime_matches_torch_for_both_parts(tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    net = MIACNet(tiny()).eval()
+    # resnet18: an untrained MobileNetV3 in eval mode gives ~1e-8 features (BN momentum 0.01,
+    # default running statistics), which would make the comparison vacuous
+    net = MIACNet(tiny(backbone="resnet18")).eval()
     x2 = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         f2 = net.forward_features(x2)
     torch.onnx.export(
-        _Features(net), (x2,), str(tmp_path / "features.onnx"), dynamo=False, opset_version=17,
+        _Features(net).eval(), (x2,), str(tmp_path / "features.onnx"), dynamo=False, opset_version=17,
         input_names=["x"], output_names=["f"], dynamic_axes={"x": {0: "batch"}, "f": {0: "batch"}},
     )
     torch.onnx.export(
-        _Head(net), (f2, f2), str(tmp_path / "head.onnx"), dynamo=False, opset_version=17,
+        _Head(net).eval(), (f2, f2), str(tmp_path / "head.onnx"), dynamo=False, opset_version=17,
         input_names=["f_o", "f_a"], output_names=["logits"],
         dynamic_axes={"f_o": {0: "batch"}, "f_a": {0: "batch"}, "logits": {0: "batch"}},
     )
@@ -211,6 +213,8 @@ def test_onnx_runtime_matches_torch_for_both_parts(tmp_path):
     with torch.no_grad():
         f_o, f_a = net.forward_features(x_o), net.forward_features(x_a)
         logits = net.forward_head(f_o, f_a)
+    assert not net.training  # export restores the wrappers' mode, which must be eval
+    assert np.abs(f_o.numpy()).mean() > 1e-2 and logits.std() > 1e-3  # not a vacuous comparison
     (g_o,) = feat.run(None, {"x": x_o.numpy()})
     (g_a,) = feat.run(None, {"x": x_a.numpy()})
     np.testing.assert_allclose(g_o, f_o.numpy(), atol=1e-3, rtol=0)
