@@ -69,6 +69,9 @@ def test_pretrain_resume_equals_uninterrupted(tmp_path, monkeypatch):
     # A different run is not silently blended into the old one.
     with pytest.raises(TrainError, match="other settings"):
         pretrain(_run(cache, seed=1), tmp_path / "cut", resume=True, progress=False)
+    import json
+
+    assert json.loads((tmp_path / "cut" / "config.json").read_text())["run"]["seed"] == 0  # left as it was
 
 
 def test_finetune_resume_equals_uninterrupted(tmp_path):

@@ -37,7 +37,7 @@ def _pretrained(run: RunConfig, out: Path, resume: bool, progress: bool) -> Path
     meta = out / f"{CHECKPOINT}.json"
     if resume and meta.is_file():
         extra = json.loads(meta.read_text()).get("extra", {})
-        if extra.get("finished") and extra.get("run") == run.to_dict():
+        if extra.get("finished") and extra.get("run") == json.loads(json.dumps(run.to_dict())):
             return ckpt
     return pretrain(run, out, resume=resume, progress=progress)
 

@@ -21,7 +21,7 @@ from moext import CheckpointError, load_checkpoint, save_checkpoint
 from train import distributed, reports
 from train.config import RunConfig, TrainError
 from train.data import PairDataset, load_rows, subject_key
-from train.loop import FitResult, fit
+from train.loop import FitResult, check_out_dir, fit
 from train.methods import ClassifierObjective, Method, get_method
 from train.metrics import scores
 
@@ -192,6 +192,7 @@ def finetune(
         rows, class_names = protocol_rows(run.caches, run.protocol)
         model, init_info = build_classifier(method, run, class_names, overrides)
         out_dir = Path(out_dir)
+        check_out_dir(out_dir, resume, d, run)  # before config.json: a refused run changes nothing
         if d.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             reports.write_json(out_dir / "config.json", {"command": "finetune", "run": run.to_dict(),

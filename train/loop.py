@@ -57,6 +57,29 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def check_out_dir(out_dir: Path, resume: bool, d: distributed.Dist, run: RunConfig | None = None) -> None:
+    """Refuse to overwrite a run without --resume, or to resume one made with other settings.
+
+    Rank 0 decides and every rank raises, so that no rank waits forever in DDP's first broadcast.
+    """
+    out_dir = Path(out_dir)
+    clash = d.is_main and (out_dir / STATE).is_file() and not resume
+    if distributed.broadcast_flag(clash, d):
+        raise TrainError(
+            f"{out_dir} already holds a run ({STATE}); pass --resume to continue it or choose "
+            "another --out directory"
+        )
+    other = False
+    if d.is_main and resume and run is not None and (out_dir / STATE).is_file() and (out_dir / "config.json").is_file():
+        as_json = json.loads(json.dumps(run.to_dict()))  # tuples read back as lists
+        other = json.loads((out_dir / "config.json").read_text()).get("run") != as_json
+    if distributed.broadcast_flag(other, d):
+        raise TrainError(
+            f"--resume: {out_dir} was written with other settings; resume with the same flags "
+            f"(see {out_dir / 'config.json'}) or start in a new --out directory"
+        )
+
+
 def fit(
     model: nn.Module,
     objective: nn.Module,
@@ -110,11 +133,8 @@ def fit(
         if st.get("best") is not None:
             b = st["best"]
             best = (float(b["score"]), int(b["epoch"]), b["weights"])
-    elif out_dir is not None and d.is_main and state_path.is_file() and not resume:
-        raise TrainError(
-            f"{out_dir} already holds a run ({STATE}); pass --resume to continue it or choose "
-            "another --out directory"
-        )
+    if out_dir is not None:
+        check_out_dir(out_dir, resume, d)
     wrapped = distributed.wrap(objective, d, find_unused_parameters)
     loader, sampler = make_loader(
         dataset,

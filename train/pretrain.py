@@ -17,7 +17,7 @@ from moext import save_checkpoint
 from train import distributed, reports
 from train.config import RunConfig, TrainError
 from train.data import load_rows, subject_key
-from train.loop import fit
+from train.loop import check_out_dir, fit
 from train.methods import PretrainObjective, get_method
 
 CHECKPOINT = "pretrained"
@@ -46,6 +46,7 @@ def pretrain(run: RunConfig, out_dir: Path, *, resume: bool = False, progress: b
     try:
         rows = pretrain_rows(run)
         out_dir = Path(out_dir)
+        check_out_dir(out_dir, resume, d, run)  # before config.json: a refused run changes nothing
         if d.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             reports.write_json(out_dir / "config.json", {"command": "pretrain", "run": run.to_dict()})
