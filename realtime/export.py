@@ -22,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -102,7 +103,8 @@ def export_onnx(model: nn.Module, out_dir: str | Path) -> tuple[Path, Path]:
         tmp = _atomic_target(path)
         # The TorchScript exporter: the torch.export one needs onnxscript, which we do not
         # ship, and these plain conv/linear graphs need nothing newer.
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter" notices
             torch.onnx.export(
                 module, args, str(tmp), input_names=inputs, output_names=outputs,
                 dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,

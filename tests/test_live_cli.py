@@ -1,0 +1,193 @@
+"""`moext-live` from the command line: errors a person can act on, the files it writes,
+the summary, export and --demo. Videos are built from a real photo (scikit-image's
+astronaut) on a grey canvas: synthetic, for tests only."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from moext import MoExtClassifier, save_checkpoint
+from realtime.cli import DEMO_VIDEO, app
+from realtime.sources import VideoSource
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOEXT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_ck(env, tiny_cfg):
+    return save_checkpoint(MoExtClassifier(tiny_cfg), env / "tiny.safetensors")
+
+
+def write_video(path, frames, fps=30.0):
+    h, w = frames[0].shape[:2]
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for f in frames:
+        vw.write(f)
+    vw.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def face_frames():
+    import skimage.data
+
+    img = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    face = cv2.resize(img[0:300, 90:390], (240, 240))
+    base = np.full((360, 640, 3), 90, np.uint8)
+    base[60:300, 200:440] = face
+    rng = np.random.default_rng(0)
+    return [np.clip(base + rng.normal(0, 1.5, base.shape), 0, 255).astype(np.uint8) for _ in range(30)]
+
+
+def _err(result) -> str:
+    return result.stderr if hasattr(result, "stderr") else result.output
+
+
+def test_missing_and_unreadable_video(env):
+    r = runner.invoke(app, ["--video", str(env / "nope.mp4"), "--headless"])
+    assert r.exit_code == 2
+    assert "nope.mp4 does not exist" in _err(r)
+    bad = env / "bad.mp4"
+    bad.write_text("this is not a video")
+    r = runner.invoke(app, ["--video", str(bad), "--headless"])
+    assert r.exit_code == 2
+    assert "bad.mp4" in _err(r) and ("cannot be opened" in _err(r) or "no frame" in _err(r))
+
+
+def test_camera_that_cannot_open(env):
+    r = runner.invoke(app, ["--camera", "97", "--headless"])
+    assert r.exit_code == 2
+    assert "camera 97 cannot be opened" in _err(r)
+
+
+def test_source_is_required_and_unique(env):
+    r = runner.invoke(app, ["--headless"])
+    assert r.exit_code == 2 and "give a source" in _err(r)
+    r = runner.invoke(app, ["--camera", "0", "--video", "x.mp4"])
+    assert r.exit_code == 2 and "not both" in _err(r)
+
+
+def test_real_entry_point_prints_one_line_no_traceback(env):
+    p = subprocess.run(
+        [sys.executable, "-m", "realtime.cli", "--video", str(env / "missing.avi"), "--headless"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert lines == [f"moext-live: error: video {env / 'missing.avi'} does not exist; "
+                     "pass a readable video file"]
+
+
+def test_bad_events_extension(env, tiny_ck, face_frames):
+    v = write_video(env / "v.mp4", face_frames[:5])
+    r = runner.invoke(app, ["--video", str(v), "--checkpoint", str(tiny_ck), "--headless",
+                            "--backend", "onnx", "--events", str(env / "ev.txt")])
+    assert r.exit_code == 2 and "use .jsonl or .csv" in _err(r)
+
+
+def test_video_headless_writes_events_frames_and_summary(env, tiny_ck, face_frames):
+    v = write_video(env / "face.mp4", face_frames)
+    ev_path, fr_path = env / "out" / "events.csv", env / "out" / "frames.csv"
+    r = runner.invoke(app, ["--video", str(v), "--checkpoint", str(tiny_ck), "--headless",
+                            "--backend", "onnx", "--events", str(ev_path), "--frames", str(fr_path),
+                            "--max-frames", "25"])
+    assert r.exit_code == 0, r.output
+    assert "backend: onnx" in _err(r)
+    assert "frames: 25  faces found: 25" in r.output
+    assert "stopped: --max-frames 25" in r.output
+    for stage in ("decode", "landmarks", "align", "classifier", "spotting"):
+        assert stage in r.output
+    rows = list(csv.DictReader(open(fr_path)))
+    assert len(rows) == 25
+    assert rows[0]["face_found"] == "1"
+    ts = [float(x["timestamp_ms"]) for x in rows]
+    assert all(b > a for a, b in zip(ts, ts[1:]))  # the file's own timestamps, increasing
+    assert abs(ts[1] - ts[0] - 1000 / 30) < 1.0
+    probs = [x for x in rows if x["p_negative"]]
+    assert probs, "the classifier never ran against an onset reference"
+    p = probs[-1]
+    assert abs(sum(float(p[f"p_{c}"]) for c in ("negative", "positive", "surprise")) - 1) < 1e-4
+    header = next(csv.reader(open(ev_path)))
+    assert header[:3] == ["onset_ms", "apex_ms", "offset_ms"]
+
+
+def test_no_face_video(env, tiny_ck):
+    v = write_video(env / "empty.mp4", [np.full((240, 320, 3), 60, np.uint8)] * 15)
+    ev = env / "events.jsonl"
+    r = runner.invoke(app, ["--video", str(v), "--checkpoint", str(tiny_ck), "--headless",
+                            "--backend", "onnx", "--events", str(ev)])
+    assert r.exit_code == 0, r.output
+    assert "frames: 15  faces found: 0  events: 0" in r.output
+    assert "no face was found" in r.output
+    assert ev.read_text() == ""
+
+
+def test_export_onnx(env, tiny_ck):
+    out = env / "exported"
+    r = runner.invoke(app, ["export", "--format", "onnx", "--checkpoint", str(tiny_ck),
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "features.onnx").is_file() and (out / "head.onnx").is_file()
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["class_names"] == ["negative", "positive", "surprise"]
+    r = runner.invoke(app, ["export", "--format", "tensorrt", "--checkpoint", str(tiny_ck),
+                            "--out", str(out)])
+    import torch
+
+    if not torch.cuda.is_available():
+        assert r.exit_code == 2 and "pip install 'moext[tensorrt]'" in _err(r)
+
+
+@pytest.mark.skipif(not DEMO_VIDEO.is_file(), reason="the demo video is not shipped in this tree")
+def test_demo_runs_headless_without_display(env, tiny_ck):
+    r = runner.invoke(app, ["--demo", "--checkpoint", str(tiny_ck), "--max-frames", "20",
+                            "--backend", "onnx"])
+    assert r.exit_code == 0, r.output
+    assert "no display found: running headless" in _err(r)
+    assert "frames: 20" in r.output
+
+
+class _FlakyCapture:
+    """A capture whose frames 3 and 4 fail to decode, of 8."""
+
+    def __init__(self):
+        self.pos = 0
+
+    def grab(self):
+        self.pos += 1
+        return self.pos <= 8 and self.pos not in (4, 5)
+
+    def retrieve(self):
+        return True, np.zeros((4, 4, 3), np.uint8)
+
+    def get(self, prop):
+        return {cv2.CAP_PROP_POS_MSEC: (self.pos - 1) * 40.0, cv2.CAP_PROP_FPS: 25.0,
+                cv2.CAP_PROP_FRAME_COUNT: 8}.get(prop, 0.0)
+
+    def release(self):
+        pass
+
+
+def test_mid_stream_decode_failures_are_skipped_and_counted(env, face_frames):
+    src = VideoSource(write_video(env / "v.mp4", face_frames[:2]))
+    src.cap.release()
+    src.cap, src.frame_count = _FlakyCapture(), 8
+    frames = list(src)
+    assert [f.timestamp_ms for f in frames] == [0.0, 40.0, 80.0, 200.0, 240.0, 280.0]
+    assert src.decode_failures == 2

@@ -1,0 +1,101 @@
+"""The recognizer loop: faces that vanish, return or get company; no-face streams; bounded
+memory; timestamps; the per-frame result. Frames are built from a real photo (scikit-image's
+astronaut) pasted on a grey canvas: synthetic, for tests only."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from moext import MoExtClassifier, save_checkpoint
+from realtime.recognizer import FrameResult, Recognizer, RecognizerConfig, RecognizerError
+
+
+@pytest.fixture(scope="module")
+def face() -> np.ndarray:
+    import skimage.data
+
+    img = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR)
+    return cv2.resize(img[0:300, 90:390], (240, 240))
+
+
+def canvas(*faces: tuple[np.ndarray, int, int]) -> np.ndarray:
+    out = np.full((360, 640, 3), 90, np.uint8)
+    for img, x, y in faces:
+        out[y : y + img.shape[0], x : x + img.shape[1]] = img
+    return out
+
+
+@pytest.fixture
+def recognizer(tmp_path, tiny_cfg, monkeypatch):
+    monkeypatch.setenv("MOEXT_CACHE_DIR", str(tmp_path / "cache"))
+    ck = save_checkpoint(MoExtClassifier(tiny_cfg), tmp_path / "tiny.safetensors")
+    rec = Recognizer(ck, backend="onnx")
+    yield rec
+    rec.close()
+
+
+def test_face_vanishes_returns_and_gets_company(recognizer, face):
+    small = cv2.resize(face, (120, 120))
+    frames = (
+        [canvas((face, 200, 60))] * 25
+        + [canvas()] * 10  # the face leaves
+        + [canvas((face, 200, 60))] * 25  # and comes back
+        + [canvas((face, 60, 60), (small, 450, 150))] * 20  # a second, smaller face joins
+        + [canvas((small, 450, 150))] * 10  # only the other face is left
+    )
+    results: list[FrameResult] = []
+    for i, f in enumerate(frames):
+        results.append(recognizer.process(f, 1000.0 * i / 30))
+    found = [r.face_found for r in results]
+    assert not any(found[25:35])
+    assert all(found[40:60])
+    assert sum(found[60:80]) >= 18
+    assert all(r.skipped_reason for r in results[25:35])
+    # After a face (re)appears nothing uses a reference from before (the spotter restarts).
+    assert results[36].state in ("waiting", "settling")
+    assert results[59].state == "quiet" and results[59].probabilities is not None
+    assert abs(sum(results[59].probabilities.values()) - 1.0) < 1e-5
+    s = recognizer.summary()
+    assert s.frames == len(frames) and s.faces_found == sum(found)
+    assert set(s.stage_ms) >= {"landmarks", "align", "classifier", "spotting"}
+
+
+def test_no_face_stream_reports_it(recognizer):
+    for i in range(20):
+        r = recognizer.process(canvas(), 33.0 * i)
+        assert not r.face_found and r.events == [] and r.probabilities is None
+    s = recognizer.summary()
+    assert (s.frames, s.faces_found, s.events) == (20, 0, 0)
+    assert "no face was found" in s.format()
+
+
+def test_timestamps_must_increase(recognizer, face):
+    recognizer.process(canvas((face, 200, 60)), 100.0)
+    with pytest.raises(ValueError, match="must increase"):
+        recognizer.process(canvas((face, 200, 60)), 100.0)
+    recognizer.reset()  # a new stream may start again at 0
+    assert recognizer.process(canvas((face, 200, 60)), 0.0).index == 0
+
+
+def test_buffer_is_bounded(tmp_path, tiny_cfg, monkeypatch, face):
+    monkeypatch.setenv("MOEXT_CACHE_DIR", str(tmp_path / "cache"))
+    ck = save_checkpoint(MoExtClassifier(tiny_cfg), tmp_path / "tiny.safetensors")
+    cfg = RecognizerConfig(buffer_ms=500.0)
+    with Recognizer(ck, backend="onnx", config=cfg) as rec:
+        f = canvas((face, 200, 60))
+        for i in range(60):  # 2 s at 30 fps
+            rec.process(f, 1000.0 * i / 30)
+            assert len(rec.buffer) <= 16  # 500 ms at 30 fps, plus the newest
+        assert rec.buffer.last.index == 59
+
+
+def test_not_a_classifier_is_refused(tmp_path, tiny_cfg):
+    from moext import MoExtPretrain
+
+    ck = save_checkpoint(MoExtPretrain(tiny_cfg), tmp_path / "pre.safetensors")
+    with pytest.raises(RecognizerError, match="not a classifier"):
+        Recognizer(ck, backend="torch")
+    with pytest.raises(RecognizerError, match="does not exist"):
+        Recognizer(tmp_path / "missing.safetensors", backend="torch")
