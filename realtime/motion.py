@@ -96,25 +96,22 @@ class Similarity:
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> Similarity:
-    """Least-squares similarity mapping `src` onto `dst` (Umeyama 1991), both (N, 2).
+    """Least-squares similarity mapping `src` onto `dst`, both (N, 2).
 
-    A closed form rather than cv2.estimateAffinePartial2D: no RANSAC randomness, so the
-    motion signal is a deterministic function of the landmarks.
+    In complex numbers a similarity is z -> a z + b, and the least-squares `a` for centred
+    points is sum(conj(s) d) / sum(|s|^2) (Umeyama's solution without reflection, in closed
+    form: no SVD and no RANSAC randomness, so the motion signal is a deterministic and cheap
+    function of the landmarks).
     """
     mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    var_s = (s**2).sum() / len(src)
-    cov = d.T @ s / len(src)  # (2, 2)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:  # no reflections
-        sign[1, 1] = -1
-    rot = u @ sign @ vt
-    scale = float(np.trace(np.diag(sig) @ sign) / max(var_s, 1e-12))
-    t = mu_d - scale * rot @ mu_s
-    m = np.concatenate([scale * rot, t[:, None]], axis=1)
-    angle = float(np.degrees(np.arctan2(rot[1, 0], rot[0, 0])))
-    return Similarity(scale, angle, t, m)
+    s = (src[:, 0] - mu_s[0]) + 1j * (src[:, 1] - mu_s[1])
+    d = (dst[:, 0] - mu_d[0]) + 1j * (dst[:, 1] - mu_d[1])
+    a = np.vdot(s, d) / max(float(np.vdot(s, s).real), 1e-12)
+    scale, angle = float(abs(a)), float(np.angle(a))
+    rot = np.array([[a.real, -a.imag], [a.imag, a.real]])  # scale * R(angle)
+    t = mu_d - rot @ mu_s
+    m = np.concatenate([rot, t[:, None]], axis=1)
+    return Similarity(scale, float(np.degrees(angle)), t, m)
 
 
 @dataclass
@@ -124,6 +121,8 @@ class MotionMeasure:
     Attributes:
         groups: (G,) displacement of each landmark group and mirror pair (`GROUP_NAMES`
             order), % IOD.
+        vectors: (12, 2) mean displacement vector of each single group, in the face's own
+            axes (x along the eye line, y down the face), % IOD.
         regions: region -> max of its groups, % IOD.
         motion: max over groups, % IOD.
         rigid_residual: RMS residual of the rigid points after the fit, % IOD. Large when the
@@ -133,6 +132,7 @@ class MotionMeasure:
     """
 
     groups: np.ndarray
+    vectors: np.ndarray
     regions: dict[str, float]
     motion: float
     rigid_residual: float
@@ -141,32 +141,49 @@ class MotionMeasure:
     shift: float
 
 
+# Only these points enter a measurement: the rigid ones and the groups' (~150 of 478).
+_USED = np.unique(np.concatenate([RIGID_POINTS, *GROUPS.values(), RIGHT_EYE, LEFT_EYE]))
+_POS = {int(k): i for i, k in enumerate(_USED)}
+_RIGID_U = np.array([_POS[int(k)] for k in RIGID_POINTS])
+_EYES_U = (np.array([_POS[int(k)] for k in RIGHT_EYE]), np.array([_POS[int(k)] for k in LEFT_EYE]))
+# (12, U) averaging matrix: group mean displacement vectors in one matrix product.
+_GROUP_MEAN = np.zeros((len(GROUPS), len(_USED)))
+for _g, _idx in enumerate(GROUPS.values()):
+    _GROUP_MEAN[_g, [_POS[int(k)] for k in _idx]] = 1.0 / len(_idx)
+_PA = np.array([a for a, _ in _PAIR_INDEX])
+_PB = np.array([b for _, b in _PAIR_INDEX])
+
+
+def group_magnitudes(local: np.ndarray) -> np.ndarray:
+    """(12, 2) face-frame group vectors -> (G,) magnitudes of the groups and mirror pairs."""
+    pairs = 0.5 * np.stack([local[_PB, 0] - local[_PA, 0], local[_PA, 1] + local[_PB, 1]], axis=1)
+    return np.concatenate([np.linalg.norm(local, axis=1), np.linalg.norm(pairs, axis=1)])
+
+
 def measure_motion(current: np.ndarray, reference: np.ndarray) -> MotionMeasure:
     """Displacement of `current` landmarks from `reference` after removing rigid head motion.
 
     Args:
         current, reference: (478, 2) (or (468, 2)) landmark positions, same pixel frame.
     """
-    cur_raw = np.asarray(current, dtype=np.float64)
-    ref = np.asarray(reference, dtype=np.float64)
-    sim = fit_similarity(cur_raw[RIGID_POINTS], ref[RIGID_POINTS])
+    cur_raw = np.asarray(current, dtype=np.float64)[_USED]
+    ref = np.asarray(reference, dtype=np.float64)[_USED]
+    sim = fit_similarity(cur_raw[_RIGID_U], ref[_RIGID_U])
     cur = sim.apply(cur_raw)
-    iod = max(inter_ocular(ref), 1e-6)
-    disp = (cur - ref) * (100.0 / iod)  # (N, 2) % IOD
-    vec = np.stack([disp[idx].mean(0) for idx in GROUPS.values()])  # (12, 2) mean vectors
+    r_eye, l_eye = ref[_EYES_U[0]].mean(0), ref[_EYES_U[1]].mean(0)
+    iod = max(float(np.linalg.norm(l_eye - r_eye)), 1e-6)
+    disp = (cur - ref) * (100.0 / iod)  # (U, 2) % IOD
+    vec = _GROUP_MEAN @ disp  # (12, 2) mean displacement of each group
     # The face's own axes (x along the eye line): mirroring is about the facial midline.
-    ex = ref[LEFT_EYE].mean(0) - ref[RIGHT_EYE].mean(0)
-    ex = ex / max(np.linalg.norm(ex), 1e-9)
-    ey = np.array([-ex[1], ex[0]])
-    local = np.stack([vec @ ex, vec @ ey], axis=1)  # (12, 2)
-    pairs = [0.5 * np.array([local[b, 0] - local[a, 0], local[a, 1] + local[b, 1]])
-             for a, b in _PAIR_INDEX]
-    groups = np.concatenate([np.linalg.norm(vec, axis=1), np.linalg.norm(pairs, axis=1)])
+    ex = (l_eye - r_eye) / iod
+    local = vec @ np.stack([ex, np.array([-ex[1], ex[0]])], axis=1)  # (12, 2) face frame
+    groups = group_magnitudes(local)
     regions = {r: float(groups[ix].max()) for r, ix in _REGION_INDEX.items()}
-    rigid = float(np.sqrt((disp[RIGID_POINTS] ** 2).sum(1).mean()))
-    shift = np.linalg.norm(cur_raw[RIGID_POINTS].mean(0) - ref[RIGID_POINTS].mean(0)) * (100.0 / iod)
+    rigid = float(np.sqrt((disp[_RIGID_U] ** 2).sum(1).mean()))
+    shift = np.linalg.norm(cur_raw[_RIGID_U].mean(0) - ref[_RIGID_U].mean(0)) * (100.0 / iod)
     return MotionMeasure(
         groups=groups,
+        vectors=local,
         regions=regions,
         motion=float(groups.max()),
         rigid_residual=rigid,

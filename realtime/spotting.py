@@ -42,9 +42,8 @@ from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.motion import (
     GROUP_NAMES,
     REGION_GROUPS,
-    RIGID_POINTS,
     MotionMeasure,
-    fit_similarity,
+    group_magnitudes,
     measure_motion,
 )
 
@@ -379,20 +378,17 @@ class Spotter:
         if past is None:
             return [], None
         self.bump_last = centre.index
-        # The future neighbour mapped onto the past one by its rigid fit, then averaged: a
-        # reference that moves with the head and the slow drift, but not with a transient.
-        fut = fit_similarity(rec.points[RIGID_POINTS], past.points[RIGID_POINTS]).apply(rec.points)
-        ref = 0.5 * (past.points + fut)
         # A transient differs from the mean of its neighbours AND from each of them; the
         # second difference alone also answers, at half height, one lag before and after
         # a bump (there one neighbour is inside it), and the one-sided differences alone
-        # follow slow drift. The smallest of the three keeps only the transient.
-        groups = np.minimum.reduce([
-            measure_motion(centre.points, ref).groups,
-            measure_motion(centre.points, past.points).groups,
-            measure_motion(centre.points, rec.points).groups,
-        ])
-        head = self._head_moving(measure_motion(rec.points, past.points))
+        # follow slow drift. The smallest of the three keeps only the transient. Against
+        # the neighbours' mean, each group's vector is the mean of its two one-sided
+        # vectors (both fits remove the head's motion), so two fits serve all three.
+        m_past = measure_motion(centre.points, past.points)
+        m_fut = measure_motion(centre.points, rec.points)
+        mean = group_magnitudes(0.5 * (m_past.vectors + m_fut.vectors))
+        groups = np.minimum.reduce([mean, m_past.groups, m_fut.groups])
+        head = self._head_moving(m_past) or self._head_moving(m_fut)
         noise = np.maximum(np.sqrt(self.bump_noise_sq), c.noise_floor)
         z = groups / noise
         score = float(np.where(groups >= c.bump_min, z, np.minimum(z, 0.99 * c.bump_z)).max())
