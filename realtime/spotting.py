@@ -239,7 +239,7 @@ class Spotter:
         self._buffer = buffer
         prev, self.prev = self.prev, rec
         self.history.append(rec.landmarks.astype(np.float64))
-        rec.points = np.mean(self.history, axis=0)
+        rec.points = sum(self.history) / len(self.history)
         if self.state == "waiting":
             self.seen += 1
             if self.seen >= c.warmup_frames:
