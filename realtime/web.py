@@ -76,6 +76,7 @@ class WebConfig:
         max_file_size: largest upload, e.g. "100mb" (Gradio refuses bigger files).
         max_video_seconds: longest uploaded video that is analysed.
         curve_seconds: width of the live motion curve.
+        ui_every: seconds between redraws of the live page (every frame is still analysed).
         gap_reset_s: a pause in the webcam stream longer than this starts the recognizer
             over (its onset reference would be stale).
         cache_max_age_s: files in Gradio's cache older than this are deleted (a backstop
@@ -94,6 +95,7 @@ class WebConfig:
     max_file_size: str = "100mb"
     max_video_seconds: float = 300.0
     curve_seconds: float = 10.0
+    ui_every: float = 0.2
     gap_reset_s: float = 1.0
     cache_max_age_s: int = 900
 
@@ -188,6 +190,7 @@ class LiveSession:
         self.no_face = 0
         self.skipped = 0
         self.fps = 0.0
+        self.last_ui = -math.inf
         self.closed = False
 
     def close(self) -> None:
@@ -281,6 +284,12 @@ class WebApp:
             log.exception("webcam frame skipped")
             return (gr.skip(), f"frame skipped ({type(e).__name__}: {e})") + (gr.skip(),) * 4 + (session,)
         r = out["result"]
+        # Every frame is recognised, but the page is redrawn at most every `ui_every` s (and
+        # at once for a new event): redrawing the label, curve and text costs the browser
+        # more than the stream itself, and on a small CPU it would slow the frames sent.
+        if not out["new_events"] and session.clock() - session.last_ui < self.cfg.ui_every:
+            return (gr.skip(),) * 6 + (session,)
+        session.last_ui = session.clock()
         if not r.face_found:
             label: Any = "no face"
         elif r.probabilities:

@@ -63,6 +63,15 @@ def _req(session: str) -> SimpleNamespace:
     return SimpleNamespace(session_hash=session)
 
 
+def _skipped(v) -> bool:
+    return isinstance(v, dict) and v.get("__type__") == "update" and len(v) == 1
+
+
+def _shown(outs: list[tuple], i: int):
+    """The last value the page received for output `i` (gr.skip() leaves it as it was)."""
+    return next(o[i] for o in reversed(outs) if not _skipped(o[i]))
+
+
 def _rgb(bgr: np.ndarray) -> np.ndarray:
     # What Gradio hands the handler: RGB, mirrored like the webcam preview.
     return cv2.flip(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), 1)
@@ -96,8 +105,12 @@ def test_live_stream_gives_event_csv_and_thumbnails(ckpt, clip, tmp_path):
     assert len(rows) == len(state.events)
     assert rows[0]["label"] == ev.label and rows[0]["kind"] == ev.kind
     assert Path(csv_path).parent == tmp_path / "sessions" / "s1"
-    assert isinstance(outs[-1][0], dict) and set(outs[-1][0]) == set(state.rec.class_names)
-    assert "data:image/png;base64," in outs[-1][2]
+    assert isinstance(_shown(outs, 0), dict) and set(_shown(outs, 0)) == set(state.rec.class_names)
+    assert "data:image/png;base64," in _shown(outs, 2)
+    # Every frame was analysed, but the page was redrawn only every ui_every (0.2 s: every
+    # 6th or, with float rounding of 1/30 s steps, 7th frame) or on an event.
+    redraws = sum(not _skipped(o[1]) for o in outs)
+    assert len(outs) / 7 - 2 <= redraws <= len(outs) / 6 + len(state.events) + 2
 
 
 @pytest.mark.slow
@@ -107,15 +120,16 @@ def test_sessions_are_separate_and_end_cleanly(ckpt, clip, tmp_path):
     app = _app(ckpt, tmp_path, clock)
     blank = np.full_like(frames[0], 90)
     a = b = None
+    outs_a, outs_b = [], []
     for k in range(6):
         clock.t += 1 / FPS
-        out_a = app.live_frame(_rgb(frames[k]), a, _req("a"))
-        a = out_a[-1]
-        out_b = app.live_frame(_rgb(blank), b, _req("b"))
-        b = out_b[-1]
+        outs_a.append(app.live_frame(_rgb(frames[k]), a, _req("a")))
+        a = outs_a[-1][-1]
+        outs_b.append(app.live_frame(_rgb(blank), b, _req("b")))
+        b = outs_b[-1][-1]
     assert a is not b and a.rec is not b.rec
-    assert out_b[0] == "no face" and "no face" in out_b[1] and b.no_face == 6
-    assert out_a[0] != "no face" and a.no_face == 0
+    assert _shown(outs_b, 0) == "no face" and "no face" in _shown(outs_b, 1) and b.no_face == 6
+    assert _shown(outs_a, 0) != "no face" and a.no_face == 0
     # Frames of one tab never enter the other's buffer.
     assert len(b.rec.buffer) == 0 and len(a.rec.buffer) > 0
     assert {p.name for p in (tmp_path / "sessions").iterdir()} == {"a", "b"}
