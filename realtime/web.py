@@ -192,15 +192,24 @@ class LiveSession:
         self.fps = 0.0
         self.last_ui = -math.inf
         self.closed = False
+        # Reset and tab-close arrive on other threads than the stream's frames.
+        self._lock = threading.Lock()
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.rec.buffer.clear()  # the buffer holds face crops: drop them now
-            self.rec.close()
+        with self._lock:
+            if not self.closed:
+                self.closed = True
+                self.rec.buffer.clear()  # the buffer holds face crops: drop them now
+                self.rec.close()
 
     def step(self, frame_bgr: np.ndarray) -> dict[str, Any]:
         """Process one webcam frame; returns what changed for the page."""
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("this session was reset or closed")
+            return self._step(frame_bgr)
+
+    def _step(self, frame_bgr: np.ndarray) -> dict[str, Any]:
         now = self.clock()
         if self.last_wall is not None:
             gap = now - self.last_wall
@@ -269,7 +278,7 @@ class WebApp:
 
     def live_frame(self, frame_rgb: np.ndarray | None, session: LiveSession | None, request: Any):
         sid = getattr(request, "session_hash", None) or "anonymous"
-        if session is None or session.closed:
+        if session is None or session.closed:  # first frame, or after a reset
             session = LiveSession(self.make_recognizer(), self.files.folder(sid), self.cfg, self.clock)
             self.files.live[sid] = session
         if frame_rgb is None:
@@ -312,7 +321,8 @@ class WebApp:
             if session.csv_path is not None:
                 session.csv_path.unlink(missing_ok=True)
         self.files.live.pop(sid, None)
-        return (None, "stopped; press record to start again", "", thumbnails_html(None, None, "no event yet"),
+        return (None, "reset: a new recognizer starts with the next frame", "",
+                thumbnails_html(None, None, "no event yet"),
                 _events_frame([]), None, None)
 
     # -- video -----------------------------------------------------------------------

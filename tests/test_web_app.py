@@ -158,6 +158,24 @@ def test_stream_pause_resets_the_recognizer(ckpt, clip, tmp_path):
 
 
 @pytest.mark.slow
+def test_reset_drops_events_and_faces(ckpt, clip, tmp_path):
+    frames, _ = clip
+    clock = StepClock()
+    app = _app(ckpt, tmp_path, clock)
+    s = None
+    for k in range(5):
+        clock.t += 1 / FPS
+        s = app.live_frame(_rgb(frames[k]), s, _req("r"))[-1]
+    assert len(s.rec.buffer) > 0
+    out = app.reset_live(s, _req("r"))
+    assert len(out) == 7 and out[-1] is None and len(out[4]) == 0
+    assert s.closed and len(s.rec.buffer) == 0
+    clock.t += 1 / FPS
+    fresh = app.live_frame(_rgb(frames[5]), out[-1], _req("r"))[-1]
+    assert fresh is not s and fresh.frames == 1
+
+
+@pytest.mark.slow
 def test_video_analysis_outputs_and_limits(ckpt, clip, tmp_path):
     frames, truth = clip
     video = write_video(tmp_path / "clip.mp4", frames, FPS)
