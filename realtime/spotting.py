@@ -1,34 +1,40 @@
 """Onset and apex spotting from landmark motion, and the MEGC spotting metric.
 
-The `Spotter` is a small state machine fed one tracked frame at a time:
+Motion is the displacement of landmark groups (brows, lids, cheeks, mouth corners, lips,
+per side, and their mirror-symmetric pairs) after removing the head's similarity motion
+(`realtime.motion`), in % of the inter-ocular distance (IOD). Each group's displacement is
+divided by that group's own running quiet level (lips jitter ~2x more than cheeks), and
+thresholds apply to the largest of these scores. Two detectors share one state machine:
 
-- **waiting**: the face was just found; the first tracked frames jump (0.5-1.7 % IOD in
-  DESIGN.md's measurements), so none of them can be a reference.
-- **settling**: waiting for the face to hold still for `settle_ms`, after (re)acquisition,
-  head motion, or a movement that did not return to rest.
-- **quiet**: the onset reference follows the stream `ref_lag_ms` behind (the most recent
-  quiet frame, refreshed every frame while still, so that slow landmark drift of 0.5-1 %
-  IOD over seconds never builds up). Motion = displacement of each landmark group (brows,
-  lids, cheeks, mouth corners, lips; per side) from that reference after removing the
-  head's similarity motion. Each group's displacement is divided by that group's own
-  running quiet level (its jitter differs: lips jitter ~2x more than cheeks), and the
-  largest of these scores, lightly smoothed, crossing `enter_z` -> **active**. The
-  reference freezes: it is the event's onset reference.
-- **active**: motion is followed against the frozen reference; the apex is its maximum.
-  Once the score has fallen below half its peak the event closes. Onset and offset come
-  from the half-maximum crossings of the leading group's displacement (a rise reaches half
-  its height about halfway, so each half-rise is doubled back from the apex), which
-  depends on the steep part of the curve rather than on where it meets the noise. Micro
-  when it rose and fell within `micro_max_ms` and stayed below `micro_max_amplitude`,
-  macro otherwise. Rigid head motion larger than the `head_*` limits between the reference
-  and the current frame (or out-of-plane residual on the rigid points) makes the movement
-  head motion, which is not an expression: nothing is emitted.
+- **transient (micro)**: each frame is compared with the frames `bump_lag_ms` before and
+  after it; the score is the smallest of its displacement from the past one, from the
+  future one, and from their mean. Slow drift (0.5-1 % IOD over seconds, DESIGN.md) and
+  the one-sided edges of longer movements score low; a movement that rises and falls
+  within ~2 lags scores high. Results come `bump_lag_ms` after the frame. A micro event
+  is reported when such a transient closes, lasted at most `micro_max_ms`, stayed below
+  `micro_max_amplitude`, and did not overlap a sustained movement or head motion.
+- **sustained (macro)**: displacement from the frame `macro_lag_ms` back. Crossing
+  `enter_z` (and `enter_min` % IOD) starts an event with that frame as onset reference;
+  it closes when the score falls below `exit_frac` of its peak (or after `max_event_ms`).
+  Longer or larger than a micro-expression -> a macro event; otherwise it is left to the
+  transient detector.
 
-All thresholds live in `SpottingConfig`; distances are in % of the inter-ocular distance.
-The defaults were set on the synthetic spotting videos of `moext-train synth` (a real face
-photo with generated motions, sensor noise and head sway) and against DESIGN.md's
-measured jitter levels; they are a starting point for real cameras, not a fit to any
-real dataset.
+Onset and offset of both come from the half-maximum crossings of the leading group's
+curve, doubled back from the apex (a raised-cosine rise reaches half height halfway):
+this depends on the steep part of the curve, not on where it meets the noise.
+
+States: **waiting** (face just found; its first tracked frames jump 0.5-1.7 % IOD, so none
+is a reference), **settling** (until the face holds still for `settle_ms`: after
+(re)acquisition, head motion, or a movement that did not return), **quiet** (the onset
+reference follows `ref_lag_ms` behind, refreshed every frame while still), **active** (a
+sustained movement). Rigid head motion beyond the `head_*` limits (rotation, translation,
+scale, or out-of-plane residual on the rigid points) makes a movement head motion, which
+is not an expression: nothing is emitted.
+
+All thresholds live in `SpottingConfig`. The defaults were set on synthetic spotting videos
+of `moext-train synth` (a real face photo with generated motions, sensor noise and head
+sway; seeds 0 and 1) against DESIGN.md's measured jitter levels; they are a starting point
+for real cameras, not a fit to any real dataset.
 """
 
 from __future__ import annotations
