@@ -188,7 +188,10 @@ def test_video_upload_gives_events_and_csv(server, clip, checkpoint, tmp_path):
         big = tmp_path / "too-big.mp4"
         big.write_bytes(b"\0" * 3_000_000)
         page.locator("#moext-video input[type=file]").set_input_files(str(big))
-        page.get_by_text(re.compile("too large|exceeds|maximum", re.I)).first.wait_for(timeout=30_000)
+        # Gradio 6.31 says: 'File(s) exceed the maximum allowed size of 2.0 Mb: "too-big.mp4"'.
+        refusal = page.get_by_text(re.compile("exceed the maximum allowed size", re.I)).first
+        refusal.wait_for(timeout=30_000)
+        assert "too-big.mp4" in refusal.inner_text()
         page.reload()
         page.get_by_role("tab", name="Video").click()
         page.locator("#moext-video input[type=file]").set_input_files(str(clip["mp4"]))
