@@ -231,6 +231,12 @@ class FuturePredictor(nn.Module):
             conv_block(latent_channels + c_act + c_pos, width), conv_block(width, width)
         )
         self.out = nn.Conv2d(width, latent_channels, 1)
+        # choice: a near-zero output layer, so ẑ_{t+δ} starts as the copy guess z_t and a latent
+        # loss below `copy` (see ma2mi_losses) means C_Δ carries the change. Not exactly zero:
+        # the layers before it would get no gradient on the first step.
+        with torch.no_grad():
+            self.out.weight.mul_(0.01)
+            self.out.bias.zero_()
 
     def forward(
         self, z_t: torch.Tensor, c_delta: torch.Tensor, p_t: torch.Tensor | None
