@@ -197,6 +197,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=1500)
     ap.add_argument("--long-frames", type=int, default=10000)
     ap.add_argument("--long-backend", default="onnx")
+    ap.add_argument("--long-backbones", nargs="*", default=None,
+                    help="backbones that get the long memory run (default: all)")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._worker:
@@ -226,7 +228,7 @@ def main() -> None:
                     flush=True)
                 if truth and "spotting" in r and "spotting" not in report:
                     report["spotting"] = r["spotting"]
-            if args.long_frames:
+            if args.long_frames and (args.long_backbones is None or bb in args.long_backbones):
                 r = run_one(args.video, None, ck, args.long_backend, args.long_frames)
                 r["backbone"] = bb
                 report["long_runs"].append(r)

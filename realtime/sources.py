@@ -12,13 +12,34 @@ Frames that fail to decode in the middle of a stream are skipped and counted
 
 from __future__ import annotations
 
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
+
+# FFmpeg's own messages ("moov atom not found") would precede our one-line error; the level
+# is read when OpenCV's FFmpeg backend first opens a file. -8 is FFmpeg's AV_LOG_QUIET.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+@contextmanager
+def _opencv_quiet():
+    """Silence OpenCV's own log lines while probing a source: our one-line error says it."""
+    get, set_ = getattr(cv2, "getLogLevel", None), getattr(cv2, "setLogLevel", None)
+    if get is None or set_ is None:
+        yield
+        return
+    level = get()
+    set_(0)  # 0 = silent
+    try:
+        yield
+    finally:
+        set_(level)
 
 
 class SourceError(RuntimeError):
@@ -83,8 +104,10 @@ class VideoSource(_Source):
         self.loop = loop
         if not self.path.is_file():
             raise SourceError(f"video {self.path} does not exist; pass a readable video file")
-        self.cap = cv2.VideoCapture(str(self.path))
-        if not self.cap.isOpened():
+        with _opencv_quiet():
+            self.cap = cv2.VideoCapture(str(self.path))
+            opened = self.cap.isOpened()
+        if not opened:
             raise SourceError(
                 f"video {self.path} cannot be opened by OpenCV; is it a video file "
                 "(mp4, avi, mkv, ...) in a codec this OpenCV reads?"
@@ -135,8 +158,11 @@ class CameraSource(_Source):
     def __init__(self, index: int, width: int | None = None, height: int | None = None):
         super().__init__()
         self.name = f"camera {index}"
-        self.cap = cv2.VideoCapture(index)
-        if not self.cap.isOpened():
+        # OpenCV logs its own lines when probing a missing camera; our one line says it all.
+        with _opencv_quiet():
+            self.cap = cv2.VideoCapture(index)
+            opened = self.cap.isOpened()
+        if not opened:
             self.cap = None
             raise SourceError(
                 f"camera {index} cannot be opened; check that it is connected and not used by "

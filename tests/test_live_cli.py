@@ -83,15 +83,20 @@ def test_source_is_required_and_unique(env):
 
 
 def test_real_entry_point_prints_one_line_no_traceback(env):
-    p = subprocess.run(
-        [sys.executable, "-m", "realtime.cli", "--video", str(env / "missing.avi"), "--headless"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert p.returncode == 2
-    assert "Traceback" not in p.stderr
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert lines == [f"moext-live: error: video {env / 'missing.avi'} does not exist; "
-                     "pass a readable video file"]
+    junk = env / "junk.mp4"
+    junk.write_text("not a video")
+    cases = [
+        (["--video", str(env / "missing.avi")],
+         f"moext-live: error: video {env / 'missing.avi'} does not exist; pass a readable video file"),
+        (["--video", str(junk)], f"moext-live: error: video {junk} cannot be opened by OpenCV"),
+        (["--camera", "97"], "moext-live: error: camera 97 cannot be opened"),
+    ]
+    for args, first in cases:
+        p = subprocess.run([sys.executable, "-m", "realtime.cli", *args, "--headless"],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2, p.stderr
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith(first), lines  # OpenCV/FFmpeg kept quiet
 
 
 def test_bad_events_extension(env, tiny_ck, face_frames):
