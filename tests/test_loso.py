@@ -89,6 +89,7 @@ def test_resume_redoes_only_missing_folds(inner_val_run, tmp_path):
         loso(_cfg(cache, selection="fixed"), out, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_fixed_schedule_with_parallel_workers(tmp_path):
     torch.set_num_threads(1)
     cache = make_cache(tmp_path / "cache", subjects=3)

@@ -38,6 +38,7 @@ def _assert_same(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.slow
 def test_pretrain_resume_equals_uninterrupted(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     cache = make_cache(tmp_path / "cache", subjects=2)
