@@ -23,6 +23,8 @@ class ModelConfig:
             `weights_only=True`) used to initialise the backbone; never downloaded.
         image_size: side of the square network input in pixels (the paper uses 224).
         branch_channels: output channels of the Conv blocks of each separator branch (Table 1).
+        branch_pool: each branch average-pools its map to branch_pool x branch_pool cells
+            before the FC (1 = global pooling; larger keeps the location of a movement).
         feature_dim: width of the shape and texture features S and T after the branch FC.
             512 makes the reconstructor's input concat 1024-wide, as Table 2 implies.
         projection_dim: output width of the projection f(.) shared by L_st and L_ss.
@@ -37,6 +39,7 @@ class ModelConfig:
     backbone_weights: str | None = None
     image_size: int = 224
     branch_channels: int = 512
+    branch_pool: int = 1
     feature_dim: int = 512
     projection_dim: int = 128
     num_classes: int = len(DEFAULT_CLASSES)

@@ -22,17 +22,18 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 class SeparatorBranch(nn.Module):
     """One branch of F (Table 1): two Conv blocks, then FC to a feature vector."""
 
-    def __init__(self, c_in: int, channels: int, feature_dim: int):
+    def __init__(self, c_in: int, channels: int, feature_dim: int, pool: int = 1):
         super().__init__()
         self.convs = nn.Sequential(conv_block(c_in, channels), conv_block(channels, channels))
-        # The paper does not say how the map becomes a vector; global average pooling keeps
-        # the FC small (512x512) where flattening 7x7 would need 12.8 M weights per branch.
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, feature_dim)
+        # The paper does not say how the map becomes a vector. Average pooling to pool x pool
+        # cells keeps the FC small (pool=1: 512x512, where flattening 7x7 would need 12.8 M
+        # weights); pool > 1 keeps where on the face a feature fired, which tiny motions need.
+        self.pool = nn.AdaptiveAvgPool2d(pool)
+        self.fc = nn.Linear(channels * pool * pool, feature_dim)
 
     def forward(self, g: torch.Tensor) -> torch.Tensor:
         g = self.convs(g)  # (B, C, h, w) -> (B, channels, h, w)
-        return self.fc(self.pool(g).flatten(1))  # (B, feature_dim)
+        return self.fc(self.pool(g).flatten(1))  # (B, channels*pool^2) -> (B, feature_dim)
 
 
 class FeatureSeparator(nn.Module):
@@ -42,10 +43,9 @@ class FeatureSeparator(nn.Module):
         super().__init__()
         self.backbone = Backbone(cfg.backbone, cfg.backbone_weights)
         c = self.backbone.out_channels
-        self.shape_branch = SeparatorBranch(c, cfg.branch_channels, cfg.feature_dim)
-        self.texture_branch = (
-            SeparatorBranch(c, cfg.branch_channels, cfg.feature_dim) if with_texture else None
-        )
+        branch = lambda: SeparatorBranch(c, cfg.branch_channels, cfg.feature_dim, cfg.branch_pool)  # noqa: E731
+        self.shape_branch = branch()
+        self.texture_branch = branch() if with_texture else None
 
     def shape(self, x: torch.Tensor) -> torch.Tensor:
         return self.shape_branch(self.backbone(x))  # (B, 3, H, W) -> (B, D)
