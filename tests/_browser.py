@@ -7,6 +7,7 @@ public-domain face photo) -- test data only, never evidence about real micro-exp
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -38,6 +39,26 @@ def require_browser() -> None:
         pytest.skip("playwright is not installed: run .ci/install-browser (pip install playwright)")
 
 
+@functools.lru_cache(maxsize=4)
+def _identity(size: tuple[int, int], seed: int):
+    """The astronaut photo, unvaried, with its eyes placed in a `size` frame (cached)."""
+    from moext.face import FaceMesh
+    from train import synth
+
+    w, h = size
+    with FaceMesh(video_mode=False, max_faces=1) as mesh:
+        photo = synth.detect_photos(synth.default_faces()[:1], mesh)[0]
+        return synth.make_identity(photo, np.random.default_rng(seed), mesh, w, h, 0.2, "test",
+                                   composite=False, vary=False)
+
+
+def _field(ident, cls: str) -> np.ndarray:
+    from train import synth
+
+    aus = synth.CLASS_AUS[cls]
+    return ident.field_for("+".join(a for a, _ in aus), aus)
+
+
 def expression_frames(
     cls: str = "positive",
     *,
@@ -45,7 +66,7 @@ def expression_frames(
     seconds: float = 4.0,
     onset_s: float = 2.0,
     duration_s: float = 0.4,
-    peak_iod: float = 0.05,
+    peak_iod: float = 0.025,
     size: tuple[int, int] = (480, 360),
     seed: int = 0,
 ) -> tuple[list[np.ndarray], dict]:
@@ -55,26 +76,106 @@ def expression_frames(
     clip loops seamlessly when Chromium replays it as a fake webcam. Returns the frames
     and the ground truth (onset/apex/offset in seconds, class).
     """
-    from moext.face import FaceMesh
     from train import synth
 
-    w, h = size
     rng = np.random.default_rng(seed)
-    with FaceMesh(video_mode=False, max_faces=1) as mesh:
-        photo = synth.detect_photos(synth.default_faces()[:1], mesh)[0]
-        ident = synth.make_identity(photo, rng, mesh, w, h, 0.2, "test", composite=False, vary=False)
+    ident = _identity(size, seed)
     renderer = synth.Renderer(ident)
     n = int(round(seconds * fps))
     on = int(round(onset_s * fps))
     off = on + max(4, int(round(duration_s * fps)))
     apex = (on + off) // 2
     amps = synth.event_profile(n, on, apex, off) * peak_iod
-    aus = synth.CLASS_AUS[cls]
-    fld = ident.field_for("+".join(a for a, _ in aus), aus)
+    fld = _field(ident, cls)
     frames = [renderer.frame(fld, float(amps[t]), None, 1.0, 0.0, 1.0, rng) for t in range(n)]
     truth = {"class": cls, "fps": fps, "onset_s": on / fps, "apex_s": apex / fps, "offset_s": off / fps,
              "peak_iod": peak_iod, "note": "synthetic data for tests only"}
     return frames, truth
+
+
+def fit_known_answer_classifier(
+    path: Path,
+    *,
+    peak_iod: float = 0.025,
+    size: tuple[int, int] = (480, 360),
+    seed: int = 0,
+    steps: int = 80,
+    image_size: int = 64,
+) -> Path:
+    """A tiny MoExt classifier fitted to the three synthetic classes ON THIS SAME FACE.
+
+    Not an accuracy claim of any kind: it is a classifier whose answer for the generated
+    clips is known, so that a browser test can demand the right class end to end (webcam
+    -> server -> recognizer -> table) whatever the shipped demo weights can do. Pairs are
+    (neutral, expression at 0.4-1.3 x peak), with JPEG round trips like the webcam's.
+    """
+    import torch
+
+    from moext import ModelConfig
+    from moext.checkpoint import save_checkpoint
+    from moext.face import FaceDetection, FaceMesh
+    from moext.modeling.moext import MoExtClassifier
+    from moext.preprocess import face_to_input
+    from train import synth
+
+    classes = list(synth.CLASSES)
+    cfg = ModelConfig(backbone="mobilenet_v3_small", branch_channels=16, feature_dim=32, projection_dim=8,
+                      image_size=image_size, num_classes=len(classes), class_names=classes, dropout=0.0)
+    rng = np.random.default_rng(seed + 1)
+    ident = _identity(size, seed)
+    renderer = synth.Renderer(ident)
+
+    def jpeg(img: np.ndarray) -> np.ndarray:
+        q = int(rng.integers(70, 96))
+        return cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_COLOR)
+
+    xs_o, xs_a, ys = [], [], []
+    with FaceMesh(video_mode=False, max_faces=1) as mesh:
+        def net_input(img: np.ndarray) -> np.ndarray:
+            det = mesh.detect(img)
+            assert isinstance(det, FaceDetection), "the generated face was not found"
+            return face_to_input(img, det.landmarks, cfg.image_size)[0][0]
+
+        for k, cls in enumerate(classes):
+            fld = _field(ident, cls)
+            for a in np.linspace(0.4, 1.3, 8):
+                onset = renderer.frame(None, 0.0, None, 1.0, 0.0, 1.0, rng)
+                apex = renderer.frame(fld, float(a * peak_iod), None, 1.0, 0.0, 1.0, rng)
+                xs_o.append(net_input(jpeg(onset)))
+                xs_a.append(net_input(jpeg(apex)))
+                ys.append(k)
+    x_o, x_a = torch.from_numpy(np.stack(xs_o)), torch.from_numpy(np.stack(xs_a))
+    y = torch.tensor(ys)
+    torch.manual_seed(seed)
+    model = MoExtClassifier(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    both = torch.cat([x_o, x_a])  # one batch: BatchNorm sees onsets and apexes together
+
+    def logits_of() -> torch.Tensor:
+        f_o, f_a = model.forward_features(both).split(len(x_o))
+        return model.forward_head(f_o, f_a)
+
+    model.train()
+    for step in range(steps):
+        opt.zero_grad()
+        logits = logits_of()
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        loss.backward()
+        opt.step()
+        if os.environ.get("MOEXT_DEBUG") and step % 10 == 0:
+            print(step, round(loss.item(), 4), (logits.argmax(1) == y).float().mean().item())
+    # Running statistics = this data's exact statistics, so eval mode computes what was fitted.
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        model.forward_features(both)
+    model.eval()
+    with torch.no_grad():
+        acc = (model(x_o, x_a).argmax(1) == y).float().mean().item()
+    assert acc == 1.0, f"the known-answer classifier did not fit its own pairs (accuracy {acc:.2f})"
+    return save_checkpoint(model, path, {"note": "test fixture: fitted to one synthetic face; not a model"})
 
 
 def write_y4m(path: Path, frames: list[np.ndarray], fps: float) -> Path:
