@@ -416,7 +416,7 @@ class WebApp:
                                        elem_id="moext-webcam", height=360)
                         reset = gr.Button("Reset session", elem_id="moext-reset", size="sm")
                     with gr.Column(scale=1):
-                        label = gr.Label(label="Current label (onset reference vs. this frame)",
+                        label = gr.Label(label="This frame vs. the onset reference (meaningful during a movement)",
                                          elem_id="moext-label")
                         status = gr.Markdown("press record to start", elem_id="moext-status")
                         thumbs = gr.HTML(thumbnails_html(None, None, "no event yet"), label="Last event")

@@ -194,8 +194,10 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: float) -> Path:
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    """`.webm` as VP8 (browsers play it, so the upload preview works), else mp4v."""
     h, w = frames[0].shape[:2]
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    fourcc = "VP80" if path.suffix == ".webm" else "mp4v"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
     assert vw.isOpened(), f"OpenCV cannot write {path}"
     for f in frames:
         vw.write(f)

@@ -52,7 +52,8 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> dict:
     """A 4 s clip: still face, one `CLS` micro-expression (0.4 s, 2.5 % IOD) at 2 s; as y4m
-    for the fake webcam (Chromium loops it) and as mp4 for the upload; plus a no-face y4m."""
+    for the fake webcam (Chromium loops it); a `VIDEO_CLS` one as webm for the upload; and
+    a no-face y4m."""
     d = tmp_path_factory.mktemp("clip")
     frames, truth = expression_frames(CLS, fps=FPS, seconds=4.0, onset_s=2.0, duration_s=0.4, peak_iod=0.025)
     vframes, vtruth = expression_frames(VIDEO_CLS, fps=FPS, seconds=4.0, onset_s=2.0, duration_s=0.4,
@@ -60,7 +61,7 @@ def clip(tmp_path_factory) -> dict:
     blank = [np.full_like(frames[0], 128) for _ in range(8)]
     return {
         "y4m": write_y4m(d / "face.y4m", frames, FPS),
-        "mp4": write_video(d / "surprise.mp4", vframes, FPS),
+        "video": write_video(d / "surprise.webm", vframes, FPS),
         "video_truth": vtruth,
         "noface_y4m": write_y4m(d / "noface.y4m", blank, FPS),
         "frames": len(frames),
@@ -171,8 +172,10 @@ def test_video_upload_gives_events_and_csv(server, clip, checkpoint, tmp_path):
         assert "too-big.mp4" in refusal.inner_text()
         page.reload()
         page.get_by_role("tab", name="Video").click()
-        page.locator("#moext-video input[type=file]").set_input_files(str(clip["mp4"]))
+        page.locator("#moext-video input[type=file]").set_input_files(str(clip["video"]))
         page.locator("#moext-video video").wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        assert page.get_by_text("Video not playable").count() == 0  # VP8 webm plays in Chromium
         page.locator("#moext-analyse").click()
         summary = page.locator("#moext-video-summary")
         summary.get_by_text(re.compile(r"events")).wait_for(timeout=240_000)
