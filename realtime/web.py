@@ -370,7 +370,7 @@ class WebApp:
         events_csv = _write_events_csv(folder / f"video-events-{tag}.csv", events, rec.class_names)
         fig = video_figure(t_s, motion, [_mark(e) for e in events], threshold)
         faces = summary.faces_found
-        text = (f"**{len(events)} events** ({summary.micro} micro, {summary.macro} macro) in "
+        text = (f"**{len(events)} event{'' if len(events) == 1 else 's'}** ({summary.micro} micro, {summary.macro} macro) in "
                 f"{summary.frames} frames ({seconds:.1f} s); face found in {faces} frames"
                 + (" — **no face** was found in this video" if faces == 0 else "")
                 + f"; {summary.fps:.1f} frames/s analysed with backend {summary.backend}.")
