@@ -36,6 +36,12 @@ class Backbone(nn.Module):
             self.body = nn.Sequential(*list(net.children())[:-2])
         else:
             self.body = net.features
+            # torchvision's MobileNetV3 uses BatchNorm momentum 0.01 (tuned for long ImageNet
+            # runs); on the few hundred steps an ME dataset gives, the running statistics stay
+            # near their init and eval-mode features collapse. 0.1 is PyTorch's default.
+            for m in self.body.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.momentum = 0.1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)  # (B, 3, H, W) -> (B, C, H/32, W/32)
