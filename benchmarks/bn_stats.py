@@ -1,0 +1,41 @@
+"""Re-estimate a trained classifier's BatchNorm running statistics on its training pairs.
+
+Why: torchvision's MobileNetV3 builds its BatchNorm layers with momentum 0.01, so after the
+few hundred steps of a CPU-sized schedule the running statistics still sit near their
+initial values (variance 1) while the real activations of the deep layers vary ~1000x less.
+In eval mode the network then normalises every input to almost the same features and
+outputs one constant probability vector (measured: identical probabilities for all 180
+training pairs of the synthetic set). One pass in train mode with a cumulative average
+(momentum None) over the un-augmented training pairs sets the statistics to what the
+weights actually produce; the weights themselves do not change. This is what
+`torch.optim.swa_utils.update_bn` does, for a model that takes (onset, apex) pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from train.data import PairDataset
+
+
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, rows: list[dict[str, Any]], batch_size: int = 20) -> nn.Module:
+    """Set every BatchNorm's running mean/var to the cumulative average over `rows`' pairs
+    (no augmentation, the eval-time inputs); returns `model` in eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the whole pass
+    was_training = model.training
+    model.train()
+    for x_o, x_a, *_ in DataLoader(PairDataset(rows, model.cfg.image_size, None, 0), batch_size=batch_size):
+        model(x_o, x_a)  # (B, 3, S, S) x 2 -> logits; only the BN buffers change
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    model.train(was_training)
+    return model.eval()
