@@ -58,6 +58,15 @@ class ModelConfig:
                 f"class_names {self.class_names}; give one name per class."
             )
 
+        side = self.image_size // 32  # the backbones' feature map is image_size / 32 wide
+        if self.image_size % 32 or side % self.branch_pool:
+            raise ValueError(
+                f"ModelConfig: image_size={self.image_size} and branch_pool={self.branch_pool}: "
+                "image_size must be a multiple of 32 and branch_pool must divide image_size/32 "
+                f"(={side}), or the separator cannot be exported to ONNX; e.g. 224 with 1 or 7, "
+                "128 with 1, 2 or 4."
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -84,3 +84,9 @@ def test_classifier_every_parameter_gets_a_gradient(tiny_cfg):
 def test_config_rejects_mismatched_class_names():
     with pytest.raises(ValueError, match="class_names"):
         ModelConfig(num_classes=5, class_names=["a", "b"])
+
+
+def test_config_rejects_a_branch_pool_onnx_cannot_export():
+    with pytest.raises(ValueError, match="branch_pool must divide"):
+        ModelConfig(image_size=128, branch_pool=3)
+    assert ModelConfig(image_size=128, branch_pool=4).branch_pool == 4
