@@ -48,7 +48,7 @@ def test_classifier_reaches_full_training_accuracy(tiny_cfg):
     transfer_pretrained(pre, clf)
     x_o, x_a, y = _pairs(6)
     opt = torch.optim.Adam(clf.parameters(), lr=3e-3)
-    for _ in range(80):
+    for _ in range(150):
         loss = torch.nn.functional.cross_entropy(clf(x_o, x_a), y)
         opt.zero_grad()
         loss.backward()
