@@ -4,16 +4,27 @@
 with the face box and landmarks' box, a probability bar per class, and underneath a strip
 with the last `window_ms` of motion (% IOD), the entry threshold, onset (blue) and apex
 (red) marks of events, and the event label.
+
+With a heat-map source (`Overlay(..., heatmap=LiveHeatmap(rec.checkpoint), buffer=rec.buffer)`,
+see `realtime.heatmap`) it also shows, in the top-right corner, the newest event's apex crop
+with the heat map of MIACNet's action branch blended in and a caption (method, class, event
+apex time); the map is computed when an event finishes and stays until the next one replaces
+it. Without one, `draw` is exactly what it was.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from realtime.events import Event, FrameResult
+
+if TYPE_CHECKING:
+    from realtime.buffer import RollingBuffer
+    from realtime.heatmap import EventHeatmap, LiveHeatmap
 
 STATE_COLOURS = {
     "waiting": (128, 128, 128), "settling": (0, 165, 255), "quiet": (0, 200, 0),
@@ -23,7 +34,21 @@ STATE_COLOURS = {
 
 class Overlay:
     def __init__(self, class_names: list[str], window_ms: float = 6000.0, strip_h: int = 120,
-                 scale_max: float = 4.0, threshold: float | None = None):
+                 scale_max: float = 4.0, threshold: float | None = None,
+                 heatmap: LiveHeatmap | None = None, buffer: RollingBuffer | None = None,
+                 inset_size: int = 128):
+        """
+        Args:
+            heatmap: optional source of per-event heat maps (`realtime.heatmap.LiveHeatmap`).
+            buffer: the recognizer's rolling buffer (`rec.buffer`), where the heat map finds
+                an event's onset and apex crops; required with `heatmap`.
+            inset_size: side of the heat-map inset in pixels (shrunk to fit small frames).
+        """
+        if heatmap is not None and buffer is None:
+            raise ValueError("Overlay(heatmap=...) needs buffer=rec.buffer to find the event's crops")
+        self.heatmap = heatmap
+        self.buffer = buffer
+        self.inset_size = inset_size
         self.class_names = class_names
         self.window_ms = window_ms
         self.strip_h = strip_h
@@ -41,6 +66,8 @@ class Overlay:
         for ev in r.events:
             self.events.append(ev)
             self.last_event = ev
+        if self.heatmap is not None and r.events:
+            self.heatmap.on_events(r.events, self.buffer)  # only at events: a backward pass
         colour = STATE_COLOURS.get(r.state, (255, 255, 255))
         if r.box is not None:
             x0, y0, x1, y1 = map(int, r.box)
@@ -61,8 +88,41 @@ class Overlay:
             e = self.last_event
             _put(out, f"last: {e.kind} {e.label or '?'} at {e.apex_ms / 1000:.2f}s "
                       f"({e.amplitude:.1f}% IOD)", (8, h - 10), (0, 255, 255))
+        if self.heatmap is not None and self.heatmap.last is not None:
+            self._inset(out, w, self.heatmap.last)
         self._strip(out, h, w, r.timestamp_ms)
         return out
+
+    CAPTION_H = 30  # two caption lines under the inset
+
+    def inset_rect(self, w: int, h: int) -> tuple[int, int, int, int] | None:
+        """(x0, y0, x1, y1) of the heat-map inset plus its caption on a w x h frame (x1, y1
+        exclusive), or None when the frame is too small to hold one."""
+        margin = 8
+        side = min(self.inset_size, w // 3, h - self.CAPTION_H - 2 * margin)
+        if side < 32:
+            return None
+        x1 = w - margin
+        return x1 - side, margin, x1, margin + side + self.CAPTION_H
+
+    def _inset(self, out: np.ndarray, w: int, hm: EventHeatmap) -> None:
+        h = out.shape[0] - self.strip_h
+        rect = self.inset_rect(w, h)
+        if rect is None:
+            return
+        x0, y0, x1, y1 = rect
+        side = x1 - x0
+        out[y0:y0 + side, x0:x1] = cv2.resize(hm.image, (side, side), interpolation=cv2.INTER_AREA)
+        # The caption is drawn on its own dark band (readable on any frame, and a long class
+        # name is clipped there instead of spilling over the frame).
+        band = np.full((y1 - y0 - side, side, 3), 32, np.uint8)
+        e = hm.event
+        lines = [f"{hm.method} {hm.class_name or e.label or '?'}",
+                 f"{e.kind} at {e.apex_ms / 1000:.2f}s"]
+        for i, text in enumerate(lines):
+            _put_fit(band, text, (3, 12 + 13 * i), side - 6, (255, 255, 255))
+        out[y0 + side:y1, x0:x1] = band
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 255), 1)
 
     def _strip(self, out: np.ndarray, h: int, w: int, now: float) -> None:
         top, bottom = h + 5, h + self.strip_h - 5
@@ -90,6 +150,14 @@ class Overlay:
 
 def _put(img, text, org, colour, scale: float = 0.5) -> None:
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
+def _put_fit(img, text, org, max_w: int, colour) -> None:
+    """`_put` at the largest scale up to 0.4 at which `text` fits in `max_w` pixels."""
+    scale = 0.4
+    while scale > 0.25 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > max_w:
+        scale -= 0.025
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
 
