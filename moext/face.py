@@ -143,6 +143,35 @@ def align_face(
     return AlignedFace(crop=crop, landmarks=apply_transform(m, landmarks), transform=m)
 
 
+def _landmarks_slow(landmark_list, w: int, h: int) -> np.ndarray:
+    return np.array([(p.x * w, p.y * h) for p in landmark_list.landmark], dtype=np.float32)
+
+
+# A NormalizedLandmarkList whose landmarks carry exactly x, y, z serialises to 17 bytes per
+# landmark: 0x0a 0x0f (field 1, length 15), then 0x0d x, 0x15 y, 0x1d z (fixed32 floats).
+_RECORD = 17
+_RECORD_TAGS = {0: 0x0A, 1: 0x0F, 2: 0x0D, 7: 0x15, 12: 0x1D}
+
+
+def landmarks_to_array(landmark_list, w: int, h: int) -> np.ndarray:
+    """A MediaPipe `NormalizedLandmarkList` -> (N, 2) float32 pixel coordinates.
+
+    Reading 478 protobuf messages attribute by attribute costs ~0.6 ms per frame; the
+    serialised bytes have a fixed layout when every landmark holds exactly x, y, z, so they
+    are read as a strided float view (0.03 ms). Any other layout (visibility or presence set,
+    a default-valued field omitted) takes the attribute path, which gives the same numbers.
+    """
+    raw = np.frombuffer(landmark_list.SerializeToString(), np.uint8)
+    n = len(landmark_list.landmark)
+    if n == 0 or raw.size != n * _RECORD:
+        return _landmarks_slow(landmark_list, w, h)
+    rec = raw.reshape(n, _RECORD)
+    if any((rec[:, col] != tag).any() for col, tag in _RECORD_TAGS.items()):
+        return _landmarks_slow(landmark_list, w, h)
+    xy = np.stack([rec[:, 3:7].copy().view("<f4")[:, 0], rec[:, 8:12].copy().view("<f4")[:, 0]], 1)
+    return (xy * np.array([w, h], np.float32)).astype(np.float32)
+
+
 class FaceMesh:
     """MediaPipe Face Mesh (legacy `solutions.face_mesh`, model shipped inside the wheel).
 
@@ -177,14 +206,16 @@ class FaceMesh:
             shape = None if frame_bgr is None else frame_bgr.shape
             return NoFace(f"not an HxWx3 image (shape {shape})")
         h, w = frame_bgr.shape[:2]
-        rgb = np.ascontiguousarray(frame_bgr[:, :, ::-1])
+        # cv2.cvtColor, not frame[:, :, ::-1]: copying a reversed-stride view costs 2.4 ms
+        # on a 640x360 frame here, cvtColor 0.03 ms.
+        rgb = cv2.cvtColor(np.ascontiguousarray(frame_bgr), cv2.COLOR_BGR2RGB)
         result = self._mesh.process(rgb)
         faces = result.multi_face_landmarks
         if not faces:
             return NoFace("no face found")
         best, best_area, best_box = None, -1.0, None
         for face in faces:
-            pts = np.array([(p.x * w, p.y * h) for p in face.landmark], dtype=np.float32)
+            pts = landmarks_to_array(face, w, h)
             x0, y0 = pts.min(0)
             x1, y1 = pts.max(0)
             area = float((x1 - x0) * (y1 - y0))

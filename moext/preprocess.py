@@ -17,6 +17,10 @@ from moext.face import AlignedFace, align_face
 CROP_SIZE = 224  # side of the cached / live aligned crop, the paper's input size
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # RGB
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# (3, 256): the normalised value of each uint8 level, per RGB channel.
+_LUT = (
+    (np.arange(256, dtype=np.float32)[None] / 255.0 - IMAGENET_MEAN[:, None]) / IMAGENET_STD[:, None]
+).astype(np.float32)
 
 
 def crops_to_array(crops_bgr: np.ndarray, image_size: int) -> np.ndarray:
@@ -40,9 +44,13 @@ def crops_to_array(crops_bgr: np.ndarray, image_size: int) -> np.ndarray:
     if crops.shape[1:3] != (image_size, image_size):
         interp = cv2.INTER_AREA if crops.shape[1] >= image_size else cv2.INTER_LINEAR
         crops = np.stack([cv2.resize(c, (image_size, image_size), interpolation=interp) for c in crops])
-    rgb = crops[..., ::-1].astype(np.float32) / 255.0  # (N, S, S, 3) RGB in [0, 1]
-    x = (rgb - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (N, 3, S, S)
+    # (v / 255 - mean) / std per channel, looked up from a 256-entry table per channel: the
+    # same float32 values as the arithmetic, 1.3 -> 0.2 ms for one 224 crop here.
+    n, s = crops.shape[0], crops.shape[1]
+    x = np.empty((n, 3, s, s), np.float32)
+    for c_rgb in range(3):
+        np.take(_LUT[c_rgb], crops[..., 2 - c_rgb], out=x[:, c_rgb])  # BGR -> RGB
+    return x  # (N, 3, S, S)
 
 
 def crops_to_tensor(crops_bgr: np.ndarray, image_size: int) -> torch.Tensor:

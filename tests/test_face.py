@@ -137,3 +137,25 @@ def test_crops_to_array_rejects_bad_input():
     blue[..., 0] = 255
     x = crops_to_array(blue, 4)[0]
     assert x[2].mean() > 1 and x[0].mean() < -1
+
+
+def test_landmark_bytes_reader_matches_attribute_reader(photo, mesh):
+    from mediapipe.framework.formats import landmark_pb2
+
+    from moext.face import _landmarks_slow, landmarks_to_array
+
+    rng = np.random.default_rng(0)
+    full = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in rng.uniform(0.01, 0.99, (478, 3)):
+        full.landmark.add(x=x, y=y, z=z)
+    fast = landmarks_to_array(full, 640, 360)
+    assert fast.shape == (478, 2) and fast.dtype == np.float32
+    np.testing.assert_array_equal(fast, _landmarks_slow(full, 640, 360))
+    # Layouts the byte reader must not misread: a zero coordinate is omitted from the bytes,
+    # and visibility adds a field. Both must still give the attribute reader's numbers.
+    odd = landmark_pb2.NormalizedLandmarkList()
+    odd.CopyFrom(full)
+    odd.landmark[5].x = 0.0
+    odd.landmark[9].visibility = 0.5
+    np.testing.assert_array_equal(landmarks_to_array(odd, 640, 360), _landmarks_slow(odd, 640, 360))
+    assert landmarks_to_array(odd, 640, 360)[5, 0] == 0.0
