@@ -146,14 +146,33 @@ def choose_backend(requested: str) -> BackendChoice:
 
 
 def load_backend(
-    checkpoint: str | Path, model: nn.Module, requested: str = "auto", threads: int | None = None
+    checkpoint: str | Path,
+    model: nn.Module,
+    requested: str = "auto",
+    threads: int | None = None,
+    precision: str = "fp32",
 ):
     """Build a backend for `model` (loaded from `checkpoint`); returns (backend, BackendChoice).
+
+    `precision="int8"` runs ONNX Runtime on a statically quantised features graph
+    (`realtime.export.quantize_features`); the other backends have one precision each
+    (TensorRT fp16, torch fp32).
 
     Raises:
         BackendUnavailable: the requested backend cannot run here (message says why and how).
     """
+    if precision not in ("fp32", "int8"):
+        raise BackendUnavailable(f"unknown precision {precision!r}; choose fp32 or int8")
     choice = choose_backend(requested)
+    if precision == "int8":
+        if choice.name == "torch" or (choice.name == "tensorrt" and requested != "auto"):
+            raise BackendUnavailable(
+                f"--precision int8 runs on ONNX Runtime only; use --backend onnx (or auto), "
+                f"not {choice.name}"
+            )
+        if choice.name == "tensorrt":
+            choice = BackendChoice("tensorrt", choice.reason + "; int8 applies to ONNX Runtime "
+                                   "only, TensorRT runs fp16")
     if choice.name == "torch":
         if threads:
             torch.set_num_threads(threads)
@@ -162,7 +181,9 @@ def load_backend(
         if not _onnxruntime_present():
             raise BackendUnavailable("onnxruntime is not installed; pip install onnxruntime, "
                                      "or choose --backend torch")
-        feat, head = cached_onnx(checkpoint, model)
+        feat, head = cached_onnx(checkpoint, model, precision)
+        if precision == "int8":
+            choice = BackendChoice("onnx-int8", choice.reason + ", int8 features graph")
         return OnnxBackend(feat, head, threads or _default_threads()), choice
     try:
         feat, head = cached_tensorrt(checkpoint, model)

@@ -34,6 +34,11 @@ class BackendName(str, Enum):
     torch = "torch"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    int8 = "int8"
+
+
 class ExportFormat(str, Enum):
     onnx = "onnx"
     tensorrt = "tensorrt"
@@ -62,6 +67,15 @@ def main(
     frames: Optional[Path] = typer.Option(None, "--frames", help="Write one CSV row per frame to FILE."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after N frames."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the backend."),
+    precision: Precision = typer.Option(
+        Precision.fp32, "--precision",
+        help="onnx backend: fp32, or int8 (statically quantised features graph, calibrated "
+             "once per checkpoint on the demo video's faces; faster for ResNet-18 on CPUs "
+             "with VNNI, probabilities move: benchmarks/realtime.py measures both)."),
+    pipeline: bool = typer.Option(
+        True, "--pipeline/--no-pipeline",
+        help="Run face mesh + alignment in a second thread, one frame ahead of the classifier "
+             "(same results, higher fps on 2+ cores)."),
 ) -> None:
     """Run the live recognizer on a camera, a video file, or the demo video."""
     if ctx.invoked_subcommand is not None:
@@ -78,14 +92,15 @@ def main(
     if camera is not None and video is not None:
         _fail("give one source: --camera N or --video PATH, not both")
     raise typer.Exit(run(camera, video, checkpoint, backend.value, headless, events, frames,
-                         max_frames, threads))
+                         max_frames, threads, pipeline, precision.value))
 
 
 def run(camera, video, checkpoint, backend, headless, events_path, frames_path, max_frames,
-        threads) -> int:
+        threads, pipeline: bool = True, precision: str = "fp32") -> int:
     """The loop behind `moext-live`; returns the exit code."""
     from realtime.backends import BackendUnavailable
     from realtime.events import EventWriter, FrameWriter
+    from realtime.pipeline import run_frames
     from realtime.recognizer import Recognizer, RecognizerConfig, RecognizerError
     from realtime.sources import SourceError, open_source
 
@@ -95,7 +110,8 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
     except SourceError as e:
         _fail(str(e))
     try:
-        rec = Recognizer(checkpoint, backend=backend, config=RecognizerConfig(threads=threads))
+        rec = Recognizer(checkpoint, backend=backend,
+                         config=RecognizerConfig(threads=threads, precision=precision))
     except (RecognizerError, BackendUnavailable) as e:
         source.close()
         _fail(str(e))
@@ -129,10 +145,9 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
         cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE)
 
     stopped = "end of stream"
+    frames_iter = run_frames(rec, source, pipelined=pipeline)
     try:
-        for fr in source:
-            rec.add_timing("decode", fr.decode_ms)
-            r = rec.process(fr.image, fr.timestamp_ms)
+        for fr, r in frames_iter:
             if fr_w is not None:
                 fr_w.write(r)
             for ev in r.events:
@@ -163,6 +178,7 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
     except SourceError as e:
         stopped = str(e)
     finally:
+        frames_iter.close()  # stops and joins the stage-1 thread before anything is closed
         for w in writers:
             w.close()
         rec.decode_failures = source.decode_failures
@@ -188,6 +204,13 @@ def export_cmd(
         None, "--checkpoint", help="Classifier checkpoint; default: the demo weights."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Folder to write into; default: the cache the recognizer reads."),
+    precision: Precision = typer.Option(
+        Precision.fp32, "--precision",
+        help="onnx: also write the int8 features graph (features.int8.onnx)."),
+    calibration: Optional[Path] = typer.Option(
+        None, "--calibration",
+        help="int8: video whose faces calibrate the quantisation (default: the demo video; "
+             "a recording of your own camera and faces fits best)."),
 ) -> None:
     """Export a classifier for ONNX Runtime or TensorRT (features + head, see docs)."""
     from moext.checkpoint import CheckpointError, load_checkpoint
@@ -205,9 +228,15 @@ def export_cmd(
     try:
         if format == ExportFormat.onnx:
             paths = ex.export_onnx(model, out) if out else ex.cached_onnx(ck, model)
+            if precision == Precision.int8:
+                q = paths[0].with_name("features.int8.onnx")
+                inputs = ex.calibration_inputs(model.cfg.image_size, calibration)
+                paths = (ex.quantize_features(paths[0], q, inputs), paths[1])
         else:
+            if precision == Precision.int8:
+                _fail("--precision int8 is for --format onnx; TensorRT engines are fp16")
             paths = ex.export_tensorrt(model, out) if out else ex.cached_tensorrt(ck, model)
-    except ex.TensorRTUnavailable as e:
+    except (ex.TensorRTUnavailable, ValueError) as e:
         _fail(str(e))
     for p in paths:
         typer.echo(str(p))

@@ -108,3 +108,42 @@ def test_tensorrt_matches_torch(tmp_path, cache, tiny_cfg):
     assert np.abs(p_t - p_r).max() < 1e-3
     # The engine is cached under a key with the GPU's name.
     assert torch.cuda.get_device_name().split()[0] in str(ex.tensorrt_dir(ck))
+
+
+def test_int8_features_stay_close_to_fp32(tmp_path, cache, tiny_cfg, monkeypatch):
+    tiny_cfg.backbone = "resnet18"
+    ck, model = _checkpoint(tmp_path, tiny_cfg)
+    rng = np.random.default_rng(1)
+    calib = [rng.normal(size=(1, 3, 64, 64)).astype(np.float32) for _ in range(8)]
+    monkeypatch.setattr(ex, "calibration_inputs", lambda size, *a, **k: calib)
+    q, choice = B.load_backend(ck, model, "onnx", precision="int8")
+    assert choice.name == "onnx-int8" and "int8" in choice.reason
+    feat_path = ex.cached_onnx(ck, precision="int8")[0]
+    assert feat_path.name == "features.int8.onnx"
+    # Quantised: integer initialisers in the graph, and a smaller file than the fp32 one.
+    import onnx
+
+    g = onnx.load(str(feat_path)).graph
+    assert any(init.data_type == onnx.TensorProto.INT8 for init in g.initializer)
+    assert feat_path.stat().st_size < feat_path.with_name("features.onnx").stat().st_size
+    x = rng.normal(size=(4, 3, 64, 64)).astype(np.float32)
+    f32, f8 = B.TorchBackend(model).features(x), q.features(x)
+    rel = np.linalg.norm(f8 - f32, axis=1) / np.linalg.norm(f32, axis=1)
+    assert rel.max() < 0.2, rel  # quantised, so not equal; but the same features
+    assert not np.array_equal(f8, f32)
+
+
+def test_int8_needs_onnx_runtime(tmp_path, cache, tiny_cfg):
+    ck, model = _checkpoint(tmp_path, tiny_cfg)
+    with pytest.raises(B.BackendUnavailable, match="int8 runs on ONNX Runtime only"):
+        B.load_backend(ck, model, "torch", precision="int8")
+    with pytest.raises(B.BackendUnavailable, match="unknown precision"):
+        B.load_backend(ck, model, "onnx", precision="int4")
+
+
+def test_calibration_reads_faces_of_the_demo_video():
+    inputs = ex.calibration_inputs(64, frames=3)
+    assert len(inputs) == 3 and all(x.shape == (1, 3, 64, 64) for x in inputs)
+    assert not np.allclose(inputs[0], inputs[-1])  # spread over the video, not one frame
+    with pytest.raises(ValueError, match="cannot be read"):
+        ex.calibration_inputs(64, video="/nonexistent.mp4")
