@@ -188,3 +188,35 @@ def test_overlay_needs_the_buffer_with_a_heat_map(miacnet_ck):
     for r in results({14: event(5, 10, 14)}, n=15):
         out = ov.draw(np.zeros((60, 80, 3), np.uint8), r)
     assert out.shape == (60 + ov.strip_h, 80, 3)
+
+
+def test_buffered_features_skip_the_backbone_and_give_the_same_map(miacnet_ck):
+    from moext.preprocess import crops_to_tensor
+
+    heat = LiveHeatmap(miacnet_ck, method="gradcam")
+    model = heat.model
+    buf = make_buffer()
+    with torch.no_grad():  # what the torch backend stores with every buffered frame
+        for item in buf:
+            item.features = model.forward_features(crops_to_tensor(item.crop, 64))[0].numpy()
+    passes = []
+    crops_only = LiveHeatmap(miacnet_ck, use_buffered_features=False)
+    hooks = [m.backbone.register_forward_hook(lambda *a: passes.append(1))
+             for m in (model, crops_only.model)]
+    try:
+        fast = heat.on_events([event(5, 10, 14)], buf)
+        assert passes == [] and heat.from_features == 1  # no backbone pass at all
+        slow = crops_only.on_events([event(5, 10, 14)], buf)
+        assert len(passes) == 2 and crops_only.from_features == 0  # onset + apex
+        assert fast.class_name == slow.class_name and fast.peak == pytest.approx(slow.peak, rel=1e-4)
+        np.testing.assert_allclose(fast.heat, slow.heat, atol=1e-4)
+        assert np.abs(fast.image.astype(int) - slow.image).max() <= 1
+        # features of another shape (another network's) are not used: the crops are
+        passes.clear()
+        buf.get(10).features = np.zeros((8, 2, 2), np.float32)
+        again = heat.on_events([event(5, 10, 14)], buf)
+        assert len(passes) == 2 and heat.from_features == 1 and heat.computed == 2
+        np.testing.assert_allclose(again.heat, slow.heat, atol=1e-4)
+    finally:
+        for h in hooks:
+            h.remove()
