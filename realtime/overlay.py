@@ -116,10 +116,7 @@ class Overlay:
         # The caption is drawn on its own dark band (readable on any frame, and a long class
         # name is clipped there instead of spilling over the frame).
         band = np.full((y1 - y0 - side, side, 3), 32, np.uint8)
-        e = hm.event
-        lines = [f"{hm.method} {hm.class_name or e.label or '?'}",
-                 f"{e.kind} at {e.apex_ms / 1000:.2f}s"]
-        for i, text in enumerate(lines):
+        for i, text in enumerate(inset_caption(hm)):
             _put_fit(band, text, (3, 12 + 13 * i), side - 6, (255, 255, 255))
         out[y0 + side:y1, x0:x1] = band
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 255), 1)
@@ -151,6 +148,15 @@ class Overlay:
 def _put(img, text, org, colour, scale: float = 0.5) -> None:
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
+def inset_caption(hm: EventHeatmap) -> list[str]:
+    """The inset's two caption lines: method and class; event kind and apex time."""
+    e = hm.event
+    when = f"{e.kind} at {e.apex_ms / 1000:.2f}s"
+    # an all-zero map is drawn all blue: say that it means "no response", not "cold everywhere"
+    return [f"{hm.method} {hm.class_name or e.label or '?'}",
+            when if hm.peak > 0 else f"{when}: no response"]
 
 
 def _put_fit(img, text, org, max_w: int, colour) -> None:

@@ -220,3 +220,12 @@ def test_buffered_features_skip_the_backbone_and_give_the_same_map(miacnet_ck):
     finally:
         for h in hooks:
             h.remove()
+
+
+def test_caption_names_method_class_time_and_an_empty_map(miacnet_ck):
+    from realtime.overlay import inset_caption
+
+    hm = LiveHeatmap(miacnet_ck).on_events([event(5, 10, 14)], make_buffer())
+    assert inset_caption(hm) == [f"gradcam {hm.class_name}", "micro at 0.33s"]
+    hm.peak = 0.0
+    assert inset_caption(hm)[1] == "micro at 0.33s: no response"
