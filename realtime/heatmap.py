@@ -206,7 +206,7 @@ class _GivenFeatures(nn.Module):
         try:
             return self._given[id(x)]
         except KeyError:
-            raise LookupError("forward_features called on an input with no given features") from None
+            raise LookupError("forward_features on an input with no given features") from None
 
     def __getattr__(self, name: str):
         try:

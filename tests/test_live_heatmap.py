@@ -173,7 +173,8 @@ def test_a_checkpoint_without_an_action_branch_is_refused_in_one_line(tmp_path):
         LiveHeatmap(pre, method="gradcam")
     with pytest.raises(HeatmapUnavailable, match="choose one of"):
         LiveHeatmap(pre, method="saliency")
-    assert LiveHeatmap(pre, method="magnitude").on_events([event(5, 10, 14)], make_buffer()).class_name is None
+    magnitude = LiveHeatmap(pre, method="magnitude").on_events([event(5, 10, 14)], make_buffer())
+    assert magnitude.class_name is None  # no head: a map, but no class
 
 
 def test_overlay_needs_the_buffer_with_a_heat_map(miacnet_ck):
