@@ -165,13 +165,21 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: P
 TRANSFER_PREFIXES = ("separator.backbone.", "separator.shape_branch.", "motion.")
 
 
-def transfer_pretrained(pretrained: nn.Module, classifier: nn.Module) -> list[str]:
-    """Copy the shape branch, backbone and motion extractor into a classifier; returns the keys."""
+def transfer_pretrained(
+    pretrained: nn.Module, classifier: nn.Module, prefixes: tuple[str, ...] = TRANSFER_PREFIXES
+) -> list[str]:
+    """Copy the tensors whose keys start with `prefixes` (default: MoExt's shape branch,
+    backbone and motion extractor) into a classifier; returns the copied keys.
+
+    Raises:
+        CheckpointError: a tensor has no same-shaped counterpart (the two models were built
+            with different backbones or widths).
+    """
     src = pretrained.state_dict()
     dst = classifier.state_dict()
     copied = []
     for k, v in src.items():
-        if k.startswith(TRANSFER_PREFIXES):
+        if k.startswith(prefixes):
             if k not in dst or dst[k].shape != v.shape:
                 raise CheckpointError(
                     f"pre-trained tensor {k} {tuple(v.shape)} has no counterpart of that shape "

@@ -13,8 +13,24 @@ from typing import Any
 DEFAULT_CLASSES = ("negative", "positive", "surprise")
 
 
+class JsonConfig:
+    """`to_dict` / `from_dict` for a config dataclass stored as JSON beside the weights;
+    unknown keys are refused by name (a typo must not silently fall back to a default)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(JsonConfig):
     """Everything needed to rebuild a MoExt network exactly.
 
     Attributes:
@@ -67,13 +83,3 @@ class ModelConfig:
                 "128 with 1, 2 or 4."
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**d)

@@ -16,22 +16,20 @@ FuturePredictor) so that any one can be swapped without touching the others.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moext.checkpoint import CheckpointError
-from moext.config import DEFAULT_CLASSES
+from moext.checkpoint import transfer_pretrained
+from moext.config import DEFAULT_CLASSES, JsonConfig
 from moext.modeling.backbone import Backbone
 from moext.modeling.moext import conv_block
 
 
 @dataclass
-class MIACNetConfig:
+class MIACNetConfig(JsonConfig):
     """Everything needed to rebuild a MIACNet classifier or its MA2MI pre-training net.
 
     Attributes:
@@ -85,17 +83,6 @@ class MIACNetConfig:
                 f"MIACNetConfig: image_size={self.image_size} must be a multiple of 32 (the "
                 "backbone's stride), e.g. 224"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MIACNetConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown MIACNetConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 class ActionEncoder(nn.Module):
@@ -310,17 +297,4 @@ def transfer_ma2mi(pretrained: nn.Module, classifier: nn.Module) -> list[str]:
     Returns the copied keys; raises CheckpointError if a tensor has no same-shaped
     counterpart (the two were built with different backbones or widths).
     """
-    src = pretrained.state_dict()
-    dst = classifier.state_dict()
-    copied = []
-    for k, v in src.items():
-        if k.startswith(MA2MI_TRANSFER_PREFIXES):
-            if k not in dst or dst[k].shape != v.shape:
-                raise CheckpointError(
-                    f"pre-trained tensor {k} {tuple(v.shape)} has no counterpart of that shape "
-                    "in the MIACNet; were both built with the same backbone and branch widths?"
-                )
-            dst[k] = v.clone()
-            copied.append(k)
-    classifier.load_state_dict(dst)
-    return copied
+    return transfer_pretrained(pretrained, classifier, MA2MI_TRANSFER_PREFIXES)
