@@ -72,6 +72,11 @@ def main(
         help="onnx backend: fp32, or int8 (statically quantised features graph, calibrated "
              "once per checkpoint on the demo video's faces; faster for ResNet-18 on CPUs "
              "with VNNI, probabilities move: benchmarks/realtime.py measures both)."),
+    heatmap: bool = typer.Option(
+        False, "--heatmap",
+        help="In the window, show where a MIACNet checkpoint's action branch responded for the "
+             "last event (Grad-CAM on the onset/apex pair, inset top-right; computed once per "
+             "event)."),
     pipeline: bool = typer.Option(
         True, "--pipeline/--no-pipeline",
         help="Run face mesh + alignment in a second thread, one frame ahead of the classifier "
@@ -92,11 +97,11 @@ def main(
     if camera is not None and video is not None:
         _fail("give one source: --camera N or --video PATH, not both")
     raise typer.Exit(run(camera, video, checkpoint, backend.value, headless, events, frames,
-                         max_frames, threads, pipeline, precision.value))
+                         max_frames, threads, pipeline, precision.value, heatmap))
 
 
 def run(camera, video, checkpoint, backend, headless, events_path, frames_path, max_frames,
-        threads, pipeline: bool = True, precision: str = "fp32") -> int:
+        threads, pipeline: bool = True, precision: str = "fp32", heatmap: bool = False) -> int:
     """The loop behind `moext-live`; returns the exit code."""
     from realtime.backends import BackendUnavailable
     from realtime.events import EventWriter, FrameWriter
@@ -117,6 +122,16 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
         _fail(str(e))
     _info(f"backend: {rec.backend_choice.name} ({rec.backend_choice.reason})")
     _info(f"source: {source.name}")
+    heat = None
+    if heatmap:
+        from realtime.heatmap import HeatmapUnavailable, LiveHeatmap
+
+        try:
+            heat = LiveHeatmap(rec.checkpoint)
+        except HeatmapUnavailable as e:
+            source.close()
+            rec.close()
+            _fail(str(e))
 
     writers = []
     try:
@@ -135,13 +150,16 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
         if not display_available():
             _info("no display found: running headless")
             show = False
+    if heat is not None and not show:
+        _info("--heatmap draws in the window; without one no heat maps are computed")
     overlay = None
     if show:
         import cv2
 
         from realtime.overlay import Overlay
 
-        overlay = Overlay(rec.class_names, threshold=rec.spotter.cfg.enter_min)
+        overlay = Overlay(rec.class_names, threshold=rec.spotter.cfg.enter_min, heatmap=heat,
+                          buffer=rec.buffer)
         cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE)
 
     stopped = "end of stream"

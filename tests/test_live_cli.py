@@ -196,3 +196,19 @@ def test_mid_stream_decode_failures_are_skipped_and_counted(env, face_frames):
     frames = list(src)
     assert [f.timestamp_ms for f in frames] == [0.0, 40.0, 80.0, 200.0, 240.0, 280.0]
     assert src.decode_failures == 2
+
+
+def test_heatmap_needs_a_miacnet_checkpoint(env, tiny_ck, face_frames):
+    v = write_video(env / "hm.mp4", face_frames[:5])
+    r = runner.invoke(app, ["--video", str(v), "--checkpoint", str(tiny_ck), "--headless",
+                            "--backend", "onnx", "--heatmap"])
+    assert r.exit_code == 2, r.output
+    assert "heat maps need a MIACNet checkpoint" in _err(r) and str(tiny_ck) in _err(r)
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_int8_with_the_torch_backend_is_refused(env, tiny_ck, face_frames):
+    v = write_video(env / "q.mp4", face_frames[:5])
+    r = runner.invoke(app, ["--video", str(v), "--checkpoint", str(tiny_ck), "--headless",
+                            "--backend", "torch", "--precision", "int8"])
+    assert r.exit_code == 2 and "int8 runs on ONNX Runtime only" in _err(r)
