@@ -1,7 +1,8 @@
 """Benchmark of the live recognizer: end-to-end fps, per-stage ms and peak memory.
 
     python benchmarks/realtime.py                      # every available backend x backbone
-    python benchmarks/realtime.py --frames 1000 --long-frames 10000 --backends onnx
+    python benchmarks/realtime.py --frames 1000 --long-frames 10000 --backends onnx onnx-int8
+    python benchmarks/realtime.py --sequential         # also one run without the pipeline
 
 For each backend (tensorrt where CUDA + torch-tensorrt exist, onnx, torch) and each backbone
 (the paper's ResNet-18 at 224x224, and the fast MobileNetV3-Small), the recognizer runs on a
@@ -58,23 +59,28 @@ def worker(args: argparse.Namespace) -> None:
     from realtime.recognizer import Recognizer
     from realtime.sources import VideoSource
 
+    from realtime.pipeline import run_frames
+    from realtime.recognizer import RecognizerConfig
+
     load0 = os.getloadavg()[0]
-    rec = Recognizer(args.checkpoint, backend=args.backend)
+    backend, precision = _variant(args.backend)
+    rec = Recognizer(args.checkpoint, backend=backend, config=RecognizerConfig(precision=precision))
     src = VideoSource(args.video, loop=True)
     rss_warm = None
     events = []
     t0 = time.perf_counter()
-    for fr in src:
-        rec.add_timing("decode", fr.decode_ms)
-        r = rec.process(fr.image, fr.timestamp_ms)
+    frames = run_frames(rec, src, pipelined=not args.sequential)
+    for fr, r in frames:
         events += r.events
         if rec.frames == min(500, args.frames // 2):
             rss_warm = _rss_mb()
         if rec.frames >= args.frames:
             break
+    frames.close()
     wall = time.perf_counter() - t0
     s = rec.summary()
     out = {
+        "mode": "sequential" if args.sequential else "pipelined",
         "backend": rec.backend_choice.name,
         "backend_reason": rec.backend_choice.reason,
         "frames": s.frames,
@@ -92,6 +98,50 @@ def worker(args: argparse.Namespace) -> None:
     if args.truth:
         out["spotting"] = spotting_scores(events, json.loads(Path(args.truth).read_text()), s.frames)
     print("RESULT " + json.dumps(out))
+
+
+def _variant(name: str) -> tuple[str, str]:
+    """"onnx-int8" -> ("onnx", "int8"); "onnx" -> ("onnx", "fp32")."""
+    backend, _, precision = name.partition("-")
+    return backend, precision or "fp32"
+
+
+def int8_agreement(checkpoint: Path, video: Path, frames: int) -> dict:
+    """Class probabilities of the fp32 and int8 ONNX graphs on the same frames' inputs.
+
+    The onset reference and the current frame go through both graphs (features, then the
+    fp32 head); every `step`-th frame is compared against the first face frame as onset.
+    """
+    import numpy as np
+
+    from realtime.recognizer import Recognizer, RecognizerConfig, _softmax
+    from realtime.sources import VideoSource
+
+    recs = [Recognizer(checkpoint, backend="onnx", config=RecognizerConfig(precision=p))
+            for p in ("fp32", "int8")]
+    onset = [None, None]
+    diffs, agree = [], []
+    src = VideoSource(video)
+    for i, fr in enumerate(src):
+        if i >= frames:
+            break
+        prep = recs[0].prepare(fr.image)
+        if prep.x is None:
+            continue
+        probs = []
+        for k, rec in enumerate(recs):
+            f = rec.backend.features(prep.x)
+            if onset[k] is None:
+                onset[k] = f
+            probs.append(_softmax(rec.backend.head(onset[k], f))[0])
+        diffs.append(float(np.abs(probs[0] - probs[1]).max()))
+        agree.append(bool(probs[0].argmax() == probs[1].argmax()))
+    src.close()
+    for rec in recs:
+        rec.close()
+    d = np.array(diffs)
+    return {"frames": len(d), "max_abs_diff": float(d.max()), "mean_abs_diff": float(d.mean()),
+            "p95_abs_diff": float(np.percentile(d, 95)), "argmax_agreement": float(np.mean(agree))}
 
 
 def spotting_scores(events, truth: dict, frames: int) -> dict:
@@ -128,15 +178,17 @@ def make_checkpoint(name: str, folder: Path) -> Path:
 def available_backends() -> list[str]:
     from realtime.backends import choose_backend
 
-    out = ["onnx", "torch"]
+    out = ["onnx", "onnx-int8", "torch"]
     if choose_backend("auto").name == "tensorrt":
         out.insert(0, "tensorrt")
     return out
 
 
-def run_one(video, truth, checkpoint, backend, frames) -> dict:
+def run_one(video, truth, checkpoint, backend, frames, sequential=False) -> dict:
     cmd = [sys.executable, __file__, "--_worker", "--video", str(video), "--checkpoint",
            str(checkpoint), "--backend", backend, "--frames", str(frames)]
+    if sequential:
+        cmd.append("--sequential")
     if truth:
         cmd += ["--truth", str(truth)]
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -151,17 +203,22 @@ def to_markdown(report: dict) -> str:
         f"# moext-live benchmark ({report['date']})",
         "",
         f"Machine: {report['machine']}; video: {report['video']} (640x360, looped); classifier "
-        "on every frame. fps is end to end (decode + landmarks + align + classifier + "
-        "spotting, one thread of control). The CPU was shared with other work: see the load "
-        "columns (a 2-core machine is saturated at load 2).",
+        "on every frame. fps is end to end (frames / wall time from the first read to the "
+        "last result). *pipelined*: decode + landmarks + align run in a worker thread one "
+        "frame ahead of classifier + spotting (`realtime/pipeline.py`, the `moext-live` "
+        "default), so stage times overlap rather than add up; *sequential*: one thread of "
+        "control. Stage ms are means per frame (under the pipeline they are measured while "
+        "the other stage competes for the 2 cores). The load columns show whether other work "
+        "shared the CPU (a 2-core machine is saturated at load 2). Weights are random "
+        "(speed does not depend on their values).",
         "",
-        "| backbone | backend | frames | fps | decode | landmarks | align | classifier | spotting | peak RSS MB | load before/after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| backbone | backend | mode | frames | fps | decode | landmarks | align | classifier | spotting | peak RSS MB | load before/after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
         st = r["stage_ms"]
         lines.append(
-            f"| {r['backbone']} | {r['backend']} | {r['frames']} | {r['fps']:.1f} | "
+            f"| {r['backbone']} | {r['backend']} | {r.get('mode', 'sequential')} | {r['frames']} | {r['fps']:.1f} | "
             + " | ".join(f"{st.get(k, float('nan')):.2f}" for k in
                          ("decode", "landmarks", "align", "classifier", "spotting"))
             + f" | {r['peak_rss_mb']:.0f} | {r['load_before']:.1f}/{r['load_after']:.1f} |"
@@ -173,6 +230,16 @@ def to_markdown(report: dict) -> str:
         lines.append(f"| {r['backbone']} | {r['backend']} | {r['frames']} | {r['fps']:.1f} | "
                      f"{r['rss_after_warmup_mb']:.0f} | {r['rss_end_mb']:.0f} | "
                      f"{r['peak_rss_mb']:.0f} | {r['buffer_len_end']} |")
+    ag = report.get("int8_agreement")
+    if ag:
+        lines += ["", "int8 against fp32 (ONNX Runtime; the onset is the video's first face, "
+                  "every frame of the video is compared):", "",
+                  "| checkpoint | frames | max abs prob diff | p95 | mean | same top class |",
+                  "|---|---|---|---|---|---|"]
+        for name, a in ag.items():
+            lines.append(f"| {name} | {a['frames']} | {a['max_abs_diff']:.3f} | "
+                         f"{a['p95_abs_diff']:.3f} | {a['mean_abs_diff']:.4f} | "
+                         f"{a['argmax_agreement']:.3f} |")
     sp = report.get("spotting")
     if sp:
         lines += ["", "Spotting on the video's ground truth (synthetic data: MEGC rule, IoU >= 0.5):", ""]
@@ -199,6 +266,11 @@ def main() -> None:
     ap.add_argument("--long-backend", default="onnx")
     ap.add_argument("--long-backbones", nargs="*", default=None,
                     help="backbones that get the long memory run (default: all)")
+    ap.add_argument("--sequential", action="store_true",
+                    help="worker: no pipeline; main: also time each backbone's first backend "
+                         "sequentially, for comparison")
+    ap.add_argument("--agreement-frames", type=int, default=600,
+                    help="frames of the video on which int8 is compared with fp32 (0: skip)")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._worker:
@@ -228,6 +300,11 @@ def main() -> None:
                     flush=True)
                 if truth and "spotting" in r and "spotting" not in report:
                     report["spotting"] = r["spotting"]
+            if args.sequential:
+                r = run_one(args.video, None, ck, backends[0], args.frames, sequential=True)
+                r["backbone"] = bb
+                report["runs"].append(r)
+                print(f"{bb:20s} {backends[0]:8s} {r['fps']:7.1f} fps sequential", flush=True)
             if args.long_frames and (args.long_backbones is None or bb in args.long_backbones):
                 r = run_one(args.video, None, ck, args.long_backend, args.long_frames)
                 r["backbone"] = bb
@@ -235,6 +312,16 @@ def main() -> None:
                 print(f"{bb:20s} long {r['frames']} frames: {r['fps']:.1f} fps, RSS "
                       f"{r['rss_after_warmup_mb']:.0f} -> {r['rss_end_mb']:.0f} MB, peak "
                       f"{r['peak_rss_mb']:.0f} MB", flush=True)
+    # int8 vs fp32 needs trained weights: random ones give near-uniform probabilities that
+    # agree whatever the quantisation does. The demo weights (or --checkpoint) it is.
+    if args.agreement_frames and any(b.endswith("int8") for b in backends):
+        from realtime.recognizer import DEMO_WEIGHTS
+
+        ck = args.checkpoint or DEMO_WEIGHTS
+        name = (str(ck) if args.checkpoint else
+                "demo weights (MobileNetV3-Small 128 px, trained on synthetic data)")
+        report["int8_agreement"] = {name: int8_agreement(ck, args.video, args.agreement_frames)}
+        print(f"int8 vs fp32 on {name}: {report['int8_agreement'][name]}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
     for name in (f"realtime-{stamp}", "realtime-latest"):
