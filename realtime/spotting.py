@@ -183,6 +183,12 @@ class Spotter:
         self.still_since: float | None = None
         self.prev: BufferedFrame | None = None
         self.eligible_from = 0
+        # The transient detector's own start: set when the face has settled, but not moved
+        # when the sustained detector returns to quiet after a movement. Moving it there
+        # blinded the transient detector for two lags right after any movement that the
+        # sustained detector had also entered on, i.e. to the larger micro-expressions
+        # themselves (their frames are checked against `macro_spans` instead).
+        self.bump_from = 0
         self.recent: deque[float] = deque(maxlen=self.cfg.smooth_frames)
         self.history: deque[np.ndarray] = deque(maxlen=self.cfg.landmark_frames)
         self.bump_recent: deque[float] = deque(maxlen=self.cfg.smooth_frames)
@@ -263,6 +269,7 @@ class Spotter:
             if self.still_since is not None and rec.t_ms - self.still_since >= c.settle_ms:
                 self.state = "quiet"
                 self.eligible_from = rec.index
+                self.bump_from = rec.index
             return SpotUpdate(self.state)
 
         if self.state == "quiet":
@@ -350,6 +357,9 @@ class Spotter:
         onset, apex_f, offset = (self._unlag(trace[k][0]) for k in (on, apex, off))
         duration = offset.t_ms - onset.t_ms
         if duration < c.min_duration_ms:
+            # Nothing the sustained detector reports, so it must not mask a transient either.
+            if self.macro_spans:
+                self.macro_spans.pop()
             return SpotUpdate(self.state, ref, m.motion, smooth, m, discarded=self._discard("too short"))
         if returned and duration <= c.micro_max_ms and peak <= c.micro_max_amplitude:
             # Brief and small: the transient detector reports it (with better edges).
@@ -377,10 +387,10 @@ class Spotter:
         """Score the frame `bump_lag_ms` back against the mean of its past and future
         neighbours; returns (finished micro events, why one was dropped or None)."""
         c = self.cfg
-        centre = buffer.latest_at_or_before(rec.t_ms - c.bump_lag_ms, self.eligible_from)
+        centre = buffer.latest_at_or_before(rec.t_ms - c.bump_lag_ms, self.bump_from)
         if centre is None or centre.index <= self.bump_last:
             return [], None
-        past = buffer.latest_at_or_before(centre.t_ms - c.bump_lag_ms, self.eligible_from)
+        past = buffer.latest_at_or_before(centre.t_ms - c.bump_lag_ms, self.bump_from)
         if past is None:
             return [], None
         self.bump_last = centre.index

@@ -119,6 +119,20 @@ def test_micro_macro_and_head_turn_on_landmark_sequence(base_landmarks):
     assert not any(e.apex.index >= 235 for e in events), kinds  # the head turn gave nothing
 
 
+def test_micro_that_also_enters_the_sustained_detector_is_still_reported(base_landmarks):
+    # 4 % IOD for 1/3 s: above the sustained detector's 3 % entry, below the micro limits.
+    # When that detector returned to quiet it used to restart the transient detector too,
+    # so the transient detector never scored the movement (seen on the demo video).
+    n = 200
+    micro = _profile(n, 100, 104, 110)
+    frames = _sequence(base_landmarks, n, np.random.default_rng(3),
+                       aus=[("brow_r", 4.0, micro), ("brow_l", 4.0, micro)])
+    sp, events = _run(frames)
+    kinds = [(e.kind, e.onset.index, e.apex.index, e.offset.index) for e in events]
+    assert len(events) == 1 and events[0].kind == "micro", kinds
+    assert interval_iou((events[0].onset.index, events[0].offset.index), (100, 110)) >= 0.5, kinds
+
+
 def test_still_face_gives_no_events(base_landmarks):
     frames = _sequence(base_landmarks, 240, np.random.default_rng(1))
     sp, events = _run(frames)
