@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from enum import Enum
 from pathlib import Path
@@ -164,6 +166,7 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
 
     stopped = "end of stream"
     frames_iter = run_frames(rec, source, pipelined=pipeline)
+    signals = _StopOnSignal()
     try:
         for fr, r in frames_iter:
             if fr_w is not None:
@@ -191,11 +194,15 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
             if max_frames and rec.frames >= max_frames:
                 stopped = f"--max-frames {max_frames}"
                 break
-    except KeyboardInterrupt:
+            if signals.received:
+                stopped = f"interrupted ({signals.received})"
+                break
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now, mid-frame
         stopped = "interrupted"
     except SourceError as e:
         stopped = str(e)
     finally:
+        signals.restore()
         frames_iter.close()  # stops and joins the stage-1 thread before anything is closed
         for w in writers:
             w.close()
@@ -213,6 +220,30 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
         if w is not None:
             typer.echo(f"{what} written: {w.path} ({w.count} rows)")
     return 0
+
+
+class _StopOnSignal:
+    """Ctrl-C (SIGINT) or SIGTERM ends the run after the frame in hand, so that every frame
+    the summary counts is also in the --frames and --events files; a second Ctrl-C stops
+    at once. Installed only in the main thread (where Python delivers signals)."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._old: dict = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
 
 @app.command("export")

@@ -212,3 +212,32 @@ def test_int8_with_the_torch_backend_is_refused(env, tiny_ck, face_frames):
     r = runner.invoke(app, ["--video", str(v), "--checkpoint", str(tiny_ck), "--headless",
                             "--backend", "torch", "--precision", "int8"])
     assert r.exit_code == 2 and "int8 runs on ONNX Runtime only" in _err(r)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_after_the_frame_in_hand_and_flushes(env):
+    import os
+    import signal
+    import time
+
+    frames = env / "frames.csv"
+    p = subprocess.Popen([sys.executable, "-m", "realtime.cli", "--demo", "--headless",
+                          "--frames", str(frames)], env=os.environ.copy(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        # The per-frame CSV grows once frames flow (it is written through a buffer).
+        while time.time() < deadline and p.poll() is None and (
+                not frames.exists() or frames.stat().st_size < 20000):
+            time.sleep(0.2)
+        assert p.poll() is None, "the demo ended before it could be interrupted"
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err[-2000:]
+    assert "stopped: interrupted (SIGTERM)" in out
+    n = int(out.split("frames: ")[1].split()[0])
+    assert 0 < n < 600
+    assert len(frames.read_text().splitlines()) == n + 1  # every counted frame is in the file
