@@ -232,26 +232,32 @@ class Recognizer:
 
     # -- the per-frame path -----------------------------------------------------------------
 
-    def prepare(self, frame_bgr: np.ndarray) -> Prepared:
-        """Stage 1 of a frame: landmarks, alignment and the network input.
+    def prepare(self, frame_bgr: np.ndarray, align: bool = True) -> Prepared:
+        """Stage 1 of a frame: landmarks, and (with `align`) alignment and the network input.
 
         Touches no recognizer state but the face mesh's tracker, so a pipeline may run it in
         another thread, one frame ahead of `process` (see `realtime.pipeline`); frames must
-        still come in stream order.
+        still come in stream order. Without `align`, `process` aligns (a pipeline moves that
+        work to whichever stage has time for it).
         """
         from moext.face import NoFace
-        from moext.preprocess import face_to_input
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         det = self._mesh.detect(frame_bgr)
         timings["landmarks"] = (time.perf_counter() - t0) * 1e3
-        if isinstance(det, NoFace):
-            return Prepared(det, None, None, timings)
+        prepared = Prepared(det, None, None, timings)
+        if align and not isinstance(det, NoFace):
+            self._align(frame_bgr, prepared)
+        return prepared
+
+    def _align(self, frame_bgr: np.ndarray, prepared: Prepared) -> None:
+        from moext.preprocess import face_to_input
+
         t0 = time.perf_counter()
-        x, aligned = face_to_input(frame_bgr, det.landmarks, self.image_size)
-        timings["align"] = (time.perf_counter() - t0) * 1e3
-        return Prepared(det, x, aligned, timings)
+        prepared.x, prepared.aligned = face_to_input(frame_bgr, prepared.detection.landmarks,
+                                                     self.image_size)
+        prepared.timings["align"] = (time.perf_counter() - t0) * 1e3
 
     def process(
         self, frame_bgr: np.ndarray, timestamp_ms: float, prepared: Prepared | None = None
@@ -297,6 +303,9 @@ class Recognizer:
             self.buffer.clear()
         self._last_centre = centre
 
+        if prepared.x is None:
+            self._align(frame_bgr, prepared)
+            timings["align"] = prepared.timings["align"]
         aligned = prepared.aligned
         t0 = time.perf_counter()
         feats = self.backend.features(prepared.x)[0]

@@ -36,8 +36,15 @@ def _run(pipelined: bool, n: int = N):
     return out, summary
 
 
-def test_pipelined_results_equal_sequential(cache):
+def test_pipelined_results_equal_sequential(cache, monkeypatch):
+    import itertools
+
+    from realtime import pipeline
+
     seq, s_seq = _run(False)
+    # Alternate where the alignment runs, so both placements are compared with sequential.
+    flip = itertools.cycle([True, False, False])
+    monkeypatch.setattr(pipeline._Balance, "align_in_stage1", lambda self: next(flip))
     pip, s_pip = _run(True)
     assert len(seq) == len(pip) == N
     assert sum(r.probabilities is not None for r in seq) > N // 2  # the classifier ran
@@ -73,3 +80,19 @@ def test_source_error_reaches_the_caller_after_earlier_frames(cache):
             seen.append(r.index)
     assert seen == [0, 1, 2]
     rec.close()
+
+
+def test_balance_puts_alignment_where_the_slower_stage_is_faster():
+    from realtime.pipeline import _Balance
+
+    b = _Balance()
+    assert b.align_in_stage1()  # nothing measured yet
+    for _ in range(50):  # face mesh 8 ms, a fast classifier 4 ms: align in stage 2
+        b.update(1.0, {"landmarks": 7.0, "align": 1.5, "classifier": 3.0, "spotting": 1.0}, True)
+    assert not b.align_in_stage1()
+    b = _Balance()
+    for _ in range(50):  # ResNet-18: stage 2 is the slow one, align in stage 1
+        b.update(1.0, {"landmarks": 7.0, "align": 1.5, "classifier": 15.0, "spotting": 1.0}, True)
+    assert b.align_in_stage1()
+    b.update(1.0, {"landmarks": 7.0}, False)  # a frame without a face changes nothing
+    assert b.frames == 50
