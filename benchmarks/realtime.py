@@ -1,10 +1,11 @@
 """Benchmark of the live recognizer: end-to-end fps, per-stage ms and peak memory.
 
     python benchmarks/realtime.py                      # every available backend x backbone
-    python benchmarks/realtime.py --frames 1000 --long-frames 10000 --backends onnx onnx-int8
+    python benchmarks/realtime.py --frames 1000 --long-frames 10000 --backends onnx onnx-int8/fast
     python benchmarks/realtime.py --sequential         # also one run without the pipeline
 
-For each backend (tensorrt where CUDA + torch-tensorrt exist, onnx, torch) and each backbone
+For each backend variant (tensorrt where CUDA + torch-tensorrt exist; onnx, onnx-int8, torch;
+`/fast`: with `--landmarks fast`) and each backbone
 (the paper's ResNet-18 at 224x224, and the fast MobileNetV3-Small), the recognizer runs on a
 640x360 real-face video (default: the shipped demo video, a real photo with generated
 motions), looped, with the classifier on every frame; each run is a fresh subprocess so that
@@ -63,8 +64,9 @@ def worker(args: argparse.Namespace) -> None:
     from realtime.recognizer import RecognizerConfig
 
     load0 = os.getloadavg()[0]
-    backend, precision = _variant(args.backend)
-    rec = Recognizer(args.checkpoint, backend=backend, config=RecognizerConfig(precision=precision))
+    backend, precision, landmarks = _variant(args.backend)
+    rec = Recognizer(args.checkpoint, backend=backend,
+                     config=RecognizerConfig(precision=precision, landmarks=landmarks))
     src = VideoSource(args.video, loop=True)
     rss_warm = None
     events = []
@@ -81,6 +83,7 @@ def worker(args: argparse.Namespace) -> None:
     s = rec.summary()
     out = {
         "mode": "sequential" if args.sequential else "pipelined",
+        "landmarks": landmarks,
         "backend": rec.backend_choice.name,
         "backend_reason": rec.backend_choice.reason,
         "frames": s.frames,
@@ -100,10 +103,11 @@ def worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(out))
 
 
-def _variant(name: str) -> tuple[str, str]:
-    """"onnx-int8" -> ("onnx", "int8"); "onnx" -> ("onnx", "fp32")."""
+def _variant(name: str) -> tuple[str, str, str]:
+    """"onnx-int8/fast" -> ("onnx", "int8", "fast"); "onnx" -> ("onnx", "fp32", "mesh")."""
+    name, _, landmarks = name.partition("/")
     backend, _, precision = name.partition("-")
-    return backend, precision or "fp32"
+    return backend, precision or "fp32", landmarks or "mesh"
 
 
 def int8_agreement(checkpoint: Path, video: Path, frames: int) -> dict:
@@ -178,7 +182,7 @@ def make_checkpoint(name: str, folder: Path) -> Path:
 def available_backends() -> list[str]:
     from realtime.backends import choose_backend
 
-    out = ["onnx", "onnx-int8", "torch"]
+    out = ["onnx", "onnx-int8", "torch", "onnx/fast", "onnx-int8/fast"]
     if choose_backend("auto").name == "tensorrt":
         out.insert(0, "tensorrt")
     return out
@@ -212,13 +216,14 @@ def to_markdown(report: dict) -> str:
         "shared the CPU (a 2-core machine is saturated at load 2). Weights are random "
         "(speed does not depend on their values).",
         "",
-        "| backbone | backend | mode | frames | fps | decode | landmarks | align | classifier | spotting | peak RSS MB | load before/after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| backbone | backend | landmarks | mode | frames | fps | decode | landmarks | align | classifier | spotting | peak RSS MB | load before/after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
         st = r["stage_ms"]
         lines.append(
-            f"| {r['backbone']} | {r['backend']} | {r.get('mode', 'sequential')} | {r['frames']} | {r['fps']:.1f} | "
+            f"| {r['backbone']} | {r['backend']} | {r.get('landmarks', 'mesh')} | "
+            f"{r.get('mode', 'sequential')} | {r['frames']} | {r['fps']:.1f} | "
             + " | ".join(f"{st.get(k, float('nan')):.2f}" for k in
                          ("decode", "landmarks", "align", "classifier", "spotting"))
             + f" | {r['peak_rss_mb']:.0f} | {r['load_before']:.1f}/{r['load_after']:.1f} |"

@@ -19,6 +19,7 @@ Results: printed, and saved as `benchmarks/results/spotting.json` and `.md`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -32,16 +33,17 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def run_seed(seed: int, seconds: float, work: Path) -> dict:
+def run_seed(seed: int, seconds: float, work: Path, landmarks: str = "mesh") -> dict:
     from realtime.pipeline import run_frames
-    from realtime.recognizer import Recognizer
+    from realtime.recognizer import Recognizer, RecognizerConfig
     from realtime.sources import VideoSource
     from realtime.spotting import interval_iou, score_intervals
     from train.synth import make_long_video
 
     video = work / f"long-seed{seed}.mp4"
-    truth = make_long_video(video, seconds=seconds, seed=seed)
-    rec = Recognizer(backend="onnx")
+    truth = json.loads(video.with_suffix(".json").read_text()) if video.is_file() else \
+        make_long_video(video, seconds=seconds, seed=seed)
+    rec = Recognizer(backend="onnx", config=RecognizerConfig(landmarks=landmarks))
     events = []
     with VideoSource(video) as src:
         for _, r in run_frames(rec, src):
@@ -76,26 +78,29 @@ def to_markdown(report: dict) -> str:
         f"# Spotting benchmark ({report['date']})",
         "",
         f"Generated long videos ({report['seconds']:.0f} s, 640x360, 30 fps) of seeds "
-        f"{', '.join(str(r['seed']) for r in report['seeds'])}: held out (the spotter's "
+        f"{', '.join(sorted({str(r['seed']) for r in report['seeds']}))}: held out (the spotter's "
         "defaults were tuned on seeds 0 and 1; the demo video is seed 2). Synthetic data: "
         "a real face photo moved by generated expressions and head turns. MEGC rule, "
         f"IoU >= 0.5. Machine: {report['machine']}; {report['minutes']:.1f} min.",
         "",
-        "| seed | micro TP/FP/FN | micro P | micro R | macro TP/FP/FN | macro found as macro | events in head turns |",
-        "|---|---|---|---|---|---|---|",
+        "`landmarks`: `mesh` is MediaPipe's face mesh (the default), `fast` the LiteRT tracker "
+        "(`moext-live --landmarks fast`).",
+        "",
+        "| landmarks | seed | micro TP/FP/FN | micro P | micro R | macro TP/FP/FN | macro found as macro | events in head turns |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in report["seeds"]:
         m, M = r["micro"], r["macro"]
         lines.append(
-            f"| {r['seed']} | {m['tp']}/{m['fp']}/{m['fn']} | {m['precision']:.2f} | "
+            f"| {r.get('landmarks', 'mesh')} | {r['seed']} | {m['tp']}/{m['fp']}/{m['fn']} | {m['precision']:.2f} | "
             f"{m['recall']:.2f} | {M['tp']}/{M['fp']}/{M['fn']} | "
             f"{r['macro_found_as_macro']}/{r['macro_found']} | "
             f"{r['events_in_head_turns']} (of {r['head_turns']} turns) |")
-    for kind in ("micro", "macro"):
-        p = report["pooled"][kind]
-        lines.append("")
-        lines.append(f"Pooled {kind}: TP {p['tp']} FP {p['fp']} FN {p['fn']} — precision "
-                     f"{p['precision']:.2f}, recall {p['recall']:.2f}, F1 {p['f1']:.2f}")
+    lines.append("")
+    for landmarks, by_kind in report["pooled"].items():
+        for kind, p in by_kind.items():
+            lines.append(f"- pooled, {landmarks}, {kind}: TP {p['tp']} FP {p['fp']} FN {p['fn']} — "
+                         f"precision {p['precision']:.2f}, recall {p['recall']:.2f}, F1 {p['f1']:.2f}")
     return "\n".join(lines) + "\n"
 
 
@@ -104,23 +109,29 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[3, 4, 5, 6, 7])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--landmarks", nargs="+", default=["mesh", "fast"],
+                    help="landmark sources to score (moext-live --landmarks)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
-            r = run_seed(seed, args.seconds, Path(tmp))
+        for landmarks, seed in itertools.product(args.landmarks, args.seeds):
+            r = run_seed(seed, args.seconds, Path(tmp), landmarks)
+            r["landmarks"] = landmarks
             rows.append(r)
             m = r["micro"]
-            print(f"seed {seed}: micro TP {m['tp']} FP {m['fp']} FN {m['fn']} "
+            print(f"{landmarks} seed {seed}: micro TP {m['tp']} FP {m['fp']} FN {m['fn']} "
                   f"(P {m['precision']:.2f} R {m['recall']:.2f}); macro as macro "
                   f"{r['macro_found_as_macro']}/{r['macro_found']}; events in head turns "
                   f"{r['events_in_head_turns']}", flush=True)
-    pooled = {}
-    for kind in ("micro", "macro"):
-        tp, fp, fn = (sum(r[kind][k] for r in rows) for k in ("tp", "fp", "fn"))
-        p, rc, f1 = _prf(tp, fp, fn)
-        pooled[kind] = {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": rc, "f1": f1}
+    pooled: dict = {}
+    for landmarks in args.landmarks:
+        mine = [r for r in rows if r["landmarks"] == landmarks]
+        for kind in ("micro", "macro"):
+            tp, fp, fn = (sum(r[kind][k] for r in mine) for k in ("tp", "fp", "fn"))
+            p, rc, f1 = _prf(tp, fp, fn)
+            pooled.setdefault(landmarks, {})[kind] = {
+                "tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": rc, "f1": f1}
     report = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {platform.system()} {platform.release()}",

@@ -36,6 +36,11 @@ class BackendName(str, Enum):
     torch = "torch"
 
 
+class Landmarks(str, Enum):
+    mesh = "mesh"
+    fast = "fast"
+
+
 class Precision(str, Enum):
     fp32 = "fp32"
     int8 = "int8"
@@ -74,6 +79,11 @@ def main(
         help="onnx backend: fp32, or int8 (statically quantised features graph, calibrated "
              "once per checkpoint on the demo video's faces; faster for ResNet-18 on CPUs "
              "with VNNI, probabilities move: benchmarks/realtime.py measures both)."),
+    landmarks: Landmarks = typer.Option(
+        Landmarks.mesh, "--landmarks",
+        help="mesh: MediaPipe's face mesh (478 points, refined eyes and lips); fast: its "
+             "landmark model run directly with LiteRT (468 points, ~3x cheaper per frame, a "
+             "little more jitter; see the README's benchmark)."),
     heatmap: bool = typer.Option(
         False, "--heatmap",
         help="In the window, show where a MIACNet checkpoint's action branch responded for the "
@@ -99,11 +109,13 @@ def main(
     if camera is not None and video is not None:
         _fail("give one source: --camera N or --video PATH, not both")
     raise typer.Exit(run(camera, video, checkpoint, backend.value, headless, events, frames,
-                         max_frames, threads, pipeline, precision.value, heatmap))
+                         max_frames, threads, pipeline, precision.value, heatmap,
+                         landmarks.value))
 
 
 def run(camera, video, checkpoint, backend, headless, events_path, frames_path, max_frames,
-        threads, pipeline: bool = True, precision: str = "fp32", heatmap: bool = False) -> int:
+        threads, pipeline: bool = True, precision: str = "fp32", heatmap: bool = False,
+        landmarks: str = "mesh") -> int:
     """The loop behind `moext-live`; returns the exit code."""
     from realtime.backends import BackendUnavailable
     from realtime.events import EventWriter, FrameWriter
@@ -118,7 +130,8 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
         _fail(str(e))
     try:
         rec = Recognizer(checkpoint, backend=backend,
-                         config=RecognizerConfig(threads=threads, precision=precision))
+                         config=RecognizerConfig(threads=threads, precision=precision,
+                                                 landmarks=landmarks))
     except (RecognizerError, BackendUnavailable) as e:
         source.close()
         _fail(str(e))

@@ -159,3 +159,28 @@ def test_landmark_bytes_reader_matches_attribute_reader(photo, mesh):
     odd.landmark[9].visibility = 0.5
     np.testing.assert_array_equal(landmarks_to_array(odd, 640, 360), _landmarks_slow(odd, 640, 360))
     assert landmarks_to_array(odd, 640, 360)[5, 0] == 0.0
+
+
+def test_fast_tracker_follows_the_face_like_the_mesh(photo, mesh):
+    from moext.face import MESH_LANDMARKS, FastFaceTracker
+
+    ref = _detect(mesh, photo)[:MESH_LANDMARKS]
+    iod = inter_ocular_distance(ref)
+    with FastFaceTracker() as fast:
+        first = fast.detect(photo)
+        assert isinstance(first, FaceDetection) and first.landmarks.shape == (MESH_LANDMARKS, 2)
+        # Same model family, same topology: points land close to the mesh's own.
+        assert np.linalg.norm(first.landmarks - ref, axis=1).mean() < 0.05 * iod
+        # Tracking: the photo moves 12 px right and 6 px down over 6 frames.
+        for k in range(1, 7):
+            m = np.float32([[1, 0, 2 * k], [0, 1, k]])
+            det = fast.detect(cv2.warpAffine(photo, m, (512, 512), borderMode=cv2.BORDER_REPLICATE))
+            assert isinstance(det, FaceDetection)
+        shift = (det.landmarks - first.landmarks).mean(0)
+        assert np.allclose(shift, (12, 6), atol=1.0), shift
+        assert fast.redetections == 1  # found once, then tracked
+        # The face leaves: no face, and it is found again when it returns.
+        assert isinstance(fast.detect(np.full((512, 512, 3), 90, np.uint8)), NoFace)
+        assert isinstance(fast.detect(photo), FaceDetection)
+        assert fast.redetections == 2
+        assert isinstance(fast.detect(np.zeros((10, 10), np.uint8)), NoFace)

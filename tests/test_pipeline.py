@@ -96,3 +96,20 @@ def test_balance_puts_alignment_where_the_slower_stage_is_faster():
     assert b.align_in_stage1()
     b.update(1.0, {"landmarks": 7.0}, False)  # a frame without a face changes nothing
     assert b.frames == 50
+
+
+def test_fast_landmarks_run_the_whole_recognizer(cache):
+    from realtime.recognizer import RecognizerConfig
+
+    rec = Recognizer(backend="onnx", config=RecognizerConfig(landmarks="fast"))
+    out = []
+    with VideoSource(DEMO_VIDEO) as src:
+        for _, r in run_frames(rec, src):
+            out.append(r)
+            if len(out) >= 60:
+                break
+    assert all(r.face_found for r in out) and out[-1].landmarks.shape == (468, 2)
+    assert any(r.probabilities for r in out)  # a reference was taken, the classifier ran
+    rec.close()
+    with pytest.raises(ValueError, match="choose mesh or fast"):
+        RecognizerConfig(landmarks="dlib")
