@@ -1,14 +1,17 @@
 """Re-estimate a trained classifier's BatchNorm running statistics on its training pairs.
 
-Why: torchvision's MobileNetV3 builds its BatchNorm layers with momentum 0.01, so after the
-few hundred steps of a CPU-sized schedule the running statistics still sit near their
-initial values (variance 1) while the real activations of the deep layers vary ~1000x less.
-In eval mode the network then normalises every input to almost the same features and
-outputs one constant probability vector (measured: identical probabilities for all 180
-training pairs of the synthetic set). One pass in train mode with a cumulative average
-(momentum None) over the un-augmented training pairs sets the statistics to what the
-weights actually produce; the weights themselves do not change. This is what
-`torch.optim.swa_utils.update_bn` does, for a model that takes (onset, apex) pairs.
+Why: a CPU-sized schedule is a few hundred steps, and BatchNorm running statistics are an
+exponential average over them, weighted toward the augmented batches of the last steps. With
+torchvision's MobileNetV3 momentum 0.01 they had not even left their initial values (variance
+1 while the deep activations vary ~1000x less): in eval mode every input gave the same output
+(measured: identical probabilities for all 180 training pairs of the synthetic set). The
+backbone now uses momentum 0.1 (moext/modeling/backbone.py), which settles; this pass still
+makes the eval statistics exact for the final weights rather than a trailing average. One
+pass in train mode with a cumulative average (momentum None) over the un-augmented training
+pairs sets them to what the weights actually produce; the weights themselves do not change.
+This is what `torch.optim.swa_utils.update_bn` does, for a model that takes (onset, apex)
+pairs: MoExt and MIACNet classifiers both have `forward(x_o, x_a)` (MIACNet runs both frames
+as one backbone batch, so its statistics cover onset and apex alike, as in training).
 """
 
 from __future__ import annotations
