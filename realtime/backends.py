@@ -56,6 +56,10 @@ class TorchBackend:
         return self.model.forward_head(t(f_o), t(f_a)).float().cpu().numpy()
 
 
+# Features passes faster than this (ms, on all cores) run on one thread, see OnnxBackend.
+CHEAP_FEATURES_MS = 8.0
+
+
 class OnnxBackend:
     """ONNX Runtime on CPU, on the exported `features.onnx` and `head.onnx`."""
 
@@ -79,6 +83,27 @@ class OnnxBackend:
         prov = ["CPUExecutionProvider"]
         self._feat = ort.InferenceSession(str(features_path), opts, providers=prov)
         self._head = ort.InferenceSession(str(head_path), head_opts, providers=prov)
+        self.threads = threads
+        if threads is None and (os.cpu_count() or 1) > 1 and self._features_ms() < CHEAP_FEATURES_MS:
+            # A cheap features pass (MobileNetV3: ~3 ms) gains little from a second thread,
+            # and that thread's spinning takes the core the face mesh runs on in the
+            # pipeline. Measured here, pipelined, 2 cores: MobileNetV3-Small 122 fps with 1
+            # thread vs 84 with 2; ResNet-18 int8 58 vs 64, fp32 21 vs 31 (so those keep all).
+            opts.intra_op_num_threads = 1
+            self._feat = ort.InferenceSession(str(features_path), opts, providers=prov)
+            self.threads = 1
+
+    def _features_ms(self, runs: int = 5) -> float:
+        """Mean ms of one features pass on a zero image (after a warm-up pass)."""
+        import time
+
+        shape = [d if isinstance(d, int) else 1 for d in self._feat.get_inputs()[0].shape]
+        x = np.zeros(shape, np.float32)
+        self.features(x)
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            self.features(x)
+        return (time.perf_counter() - t0) / runs * 1e3
 
     def features(self, x: np.ndarray) -> np.ndarray:
         return self._feat.run(None, {"image": np.ascontiguousarray(x, np.float32)})[0]
