@@ -65,8 +65,9 @@ def worker(args: argparse.Namespace) -> None:
 
     load0 = os.getloadavg()[0]
     backend, precision, landmarks = _variant(args.backend)
+    threads = os.cpu_count() if args.sequential else None  # as moext-live --no-pipeline
     rec = Recognizer(args.checkpoint, backend=backend,
-                     config=RecognizerConfig(precision=precision, landmarks=landmarks))
+                     config=RecognizerConfig(precision=precision, landmarks=landmarks, threads=threads))
     src = VideoSource(args.video, loop=True)
     rss_warm = None
     events = []

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -129,6 +130,10 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
     except SourceError as e:
         _fail(str(e))
     try:
+        if threads is None and not pipeline:
+            # Without the pipeline the classifier has every core to itself (the ONNX
+            # backend would otherwise pick one thread for a cheap graph, see backends.py).
+            threads = os.cpu_count() or None
         rec = Recognizer(checkpoint, backend=backend,
                          config=RecognizerConfig(threads=threads, precision=precision,
                                                  landmarks=landmarks))
