@@ -45,7 +45,7 @@ def crops_to_array(crops_bgr: np.ndarray, image_size: int) -> np.ndarray:
         interp = cv2.INTER_AREA if crops.shape[1] >= image_size else cv2.INTER_LINEAR
         crops = np.stack([cv2.resize(c, (image_size, image_size), interpolation=interp) for c in crops])
     # (v / 255 - mean) / std per channel, looked up from a 256-entry table per channel: the
-    # same float32 values as the arithmetic, 1.3 -> 0.2 ms for one 224 crop here.
+    # same float32 values as the arithmetic, 1.1 -> 0.3 ms for one 224 crop here.
     n, s = crops.shape[0], crops.shape[1]
     x = np.empty((n, 3, s, s), np.float32)
     for c_rgb in range(3):

@@ -88,7 +88,7 @@ class OnnxBackend:
             # A cheap features pass (MobileNetV3: ~3 ms) gains little from a second thread,
             # and that thread's spinning takes the core the face mesh runs on in the
             # pipeline. Measured here, pipelined, 2 cores: MobileNetV3-Small 122 fps with 1
-            # thread vs 84 with 2; ResNet-18 int8 58 vs 64, fp32 21 vs 31 (so those keep all).
+            # thread vs 84 with 2; ResNet-18 int8 (with --landmarks fast) 58 vs 64, fp32 21 vs 31 (so those keep all).
             opts.intra_op_num_threads = 1
             self._feat = ort.InferenceSession(str(features_path), opts, providers=prov)
             self.threads = 1

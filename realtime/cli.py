@@ -83,7 +83,7 @@ def main(
     landmarks: Landmarks = typer.Option(
         Landmarks.mesh, "--landmarks",
         help="mesh: MediaPipe's face mesh (478 points, refined eyes and lips); fast: its "
-             "landmark model run directly with LiteRT (468 points, ~3x cheaper per frame, a "
+             "landmark model run directly with LiteRT (468 points, about half the per-frame cost, a "
              "little more jitter; see the README's benchmark)."),
     heatmap: bool = typer.Option(
         False, "--heatmap",

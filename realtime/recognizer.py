@@ -84,7 +84,8 @@ class RecognizerConfig:
         threads: CPU threads for the backend (None: the runtime's default).
         landmarks: "mesh" (MediaPipe's face mesh, 478 points with the attention-refined eyes
             and lips) or "fast" (`moext.face.FastFaceTracker`: mediapipe's landmark model run
-            directly, 468 points, ~3x cheaper per frame, somewhat more jitter).
+            directly, 468 points, about half the per-frame cost (3.9 vs 8.0 ms in
+            benchmarks/results/realtime-20261122-0601.md), more jitter, worse spotting).
         precision: "fp32", or "int8" for ONNX Runtime on a statically quantised features
             graph (about 3x faster for ResNet-18 on a VNNI CPU; probabilities move by a few
             hundredths, see benchmarks/realtime.py).
@@ -196,7 +197,10 @@ class Recognizer:
         from moext.face import FaceMesh, FastFaceTracker
 
         if self.config.landmarks == "fast":
-            return FastFaceTracker()
+            try:
+                return FastFaceTracker()
+            except ImportError as e:  # ai-edge-litert missing: say so, no traceback
+                raise RecognizerError(str(e)) from None
         return FaceMesh(video_mode=True, max_faces=self.config.max_faces, refine=True)
 
     # -- state ------------------------------------------------------------------------
