@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 
-from realtime.recognizer import Prepared, Recognizer
+from realtime.recognizer import Recognizer
 from realtime.sources import Frame
 
 # Frames stage 1 may run ahead. 2 keeps both stages busy; more only adds latency.
@@ -128,7 +128,6 @@ def run_frames(
             if isinstance(item, _Failure):
                 raise item.exc
             fr, prepared = item
-            assert isinstance(prepared, Prepared)
             rec.add_timing("decode", fr.decode_ms)
             result = rec.process(fr.image, fr.timestamp_ms, prepared)
             balance.update(fr.decode_ms, result.timings_ms, aligned_in_stage1=prepared.x is not None)

@@ -142,15 +142,20 @@ def test_sessions_are_separate_and_end_cleanly(ckpt, clip, tmp_path):
     assert out[-1] is not b and not out[-1].closed
 
 
+def _stream(app, clock, frames, session: str, state=None):
+    """Send frames one webcam tick apart; returns the session state after the last."""
+    for f in frames:
+        clock.t += 1 / FPS
+        state = app.live_frame(_rgb(f), state, _req(session))[-1]
+    return state
+
+
 @pytest.mark.slow
 def test_stream_pause_resets_the_recognizer(ckpt, clip, tmp_path):
     frames, _ = clip
     clock = StepClock()
     app = _app(ckpt, tmp_path, clock)
-    s = None
-    for k in range(10):
-        clock.t += 1 / FPS
-        s = app.live_frame(_rgb(frames[k]), s, _req("p"))[-1]
+    s = _stream(app, clock, frames[:10], "p")
     assert s.rec.frames == 10
     clock.t += 5.0  # record pressed again after a pause: old references are stale
     s = app.live_frame(_rgb(frames[10]), s, _req("p"))[-1]
@@ -162,10 +167,7 @@ def test_reset_drops_events_and_faces(ckpt, clip, tmp_path):
     frames, _ = clip
     clock = StepClock()
     app = _app(ckpt, tmp_path, clock)
-    s = None
-    for k in range(5):
-        clock.t += 1 / FPS
-        s = app.live_frame(_rgb(frames[k]), s, _req("r"))[-1]
+    s = _stream(app, clock, frames[:5], "r")
     assert len(s.rec.buffer) > 0
     out = app.reset_live(s, _req("r"))
     assert len(out) == 7 and out[-1] is None and len(out[4]) == 0
