@@ -29,6 +29,11 @@ class BufferedFrame:
             no classifier ran.
         points: the landmarks averaged over the last few tracked frames (set by the
             spotter); motion is measured on these.
+        grey: the aligned crop in grey at `realtime.motion.FLOW_SIZE` (the optical-flow
+            cue; ~12 kB), or None.
+        grey_points: the landmarks in `grey`'s pixels.
+        flow: (timestamp of an earlier frame, motion from it to this one by optical flow),
+            kept so that each pair of frames is measured once.
     """
 
     index: int
@@ -37,6 +42,9 @@ class BufferedFrame:
     crop: np.ndarray | None = None
     features: np.ndarray | None = None
     points: np.ndarray | None = None
+    grey: np.ndarray | None = None
+    grey_points: np.ndarray | None = None
+    flow: tuple | None = None
 
 
 class RollingBuffer:

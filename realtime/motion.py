@@ -213,3 +213,58 @@ def measure_motion(current: np.ndarray, reference: np.ndarray) -> MotionMeasure:
         scale=1.0 / max(scale, 1e-6),
         shift=float(np.sqrt(sh @ sh)) * (100.0 / iod),
     )
+
+
+# --- the image cue: optical flow inside the aligned crop --------------------------------
+
+FLOW_SIZE = 112  # side of the grey crop the flow runs on (the 224 aligned crop, halved)
+
+
+def motion_image(crop_bgr: np.ndarray, crop_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned crop (S, S, 3) BGR and its landmarks in crop pixels -> the grey
+    `FLOW_SIZE` crop that `FlowMeter` compares, and the landmarks in its pixels."""
+    import cv2
+
+    s = crop_bgr.shape[0]
+    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
+    if s != FLOW_SIZE:
+        grey = cv2.resize(grey, (FLOW_SIZE, FLOW_SIZE), interpolation=cv2.INTER_AREA)
+    return grey, np.asarray(crop_landmarks, np.float32) * (FLOW_SIZE / s)
+
+
+class FlowMeter:
+    """Facial motion between two aligned crops from dense optical flow (the image cue of
+    DESIGN.md, beside landmark displacement).
+
+    Landmark jitter (0.12-0.22 % IOD frame to frame, per point) is as large as a weak
+    micro-expression; the texture of the skin moves with the expression and is measured
+    over many pixels at once. OpenCV's DIS flow (ultrafast preset, finest scale 1, i.e. a
+    56 px flow field over the 112 px grey crop: ~0.65 ms on one core here) is box-averaged
+    over 7 px and sampled at the earlier crop's landmarks; the moved points then go through
+    `measure_motion`, so the similarity fit on the rigid points removes what is left of the
+    crop's own alignment jitter and the groups, mirror pairs and % IOD units are those of
+    the landmark measure. On the synthetic spotting videos (seeds 0-7) every micro event's
+    transient score cleared the largest score of any quiet stretch (z 6.9 and up against
+    4.7); with landmarks alone a third of them did not.
+    """
+
+    def __init__(self, blur: int = 7):
+        import cv2
+
+        self._cv2 = cv2
+        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self.dis.setFinestScale(1)
+        self.blur = blur
+
+    def measure(self, grey_a: np.ndarray, points_a: np.ndarray, grey_b: np.ndarray) -> MotionMeasure:
+        """Motion from crop `a` (landmarks `points_a` in its pixels) to crop `b`."""
+        cv2 = self._cv2
+        flow = self.dis.calc(grey_a, grey_b, None)
+        if self.blur > 1:
+            flow = cv2.blur(flow, (self.blur, self.blur))
+        pts = np.asarray(points_a, np.float32)
+        used = pts[_USED]
+        d = cv2.remap(flow, used[None, :, 0], used[None, :, 1], cv2.INTER_LINEAR)[0]
+        moved = pts.astype(np.float64)
+        moved[_USED] += d
+        return measure_motion(moved, pts)

@@ -42,10 +42,11 @@ class _Failure:
 
 
 class _Balance:
-    """Where the alignment (warp + network input, ~1.5 ms) runs: in stage 1 unless stage 2
-    has more idle time than stage 1. With a fast classifier (MobileNetV3: 3 ms) the face
-    mesh stage is the bottleneck and alignment belongs in stage 2; with ResNet-18 (12-35
-    ms) the other way round. Decided from running means of the measured stage times."""
+    """Where the network input is made (warp + resize + normalise, ~1.5 ms; with the flow
+    cue the warp stays in stage 1): in stage 1 unless stage 2 has more idle time than
+    stage 1. With a fast classifier (MobileNetV3: 3 ms) the face mesh stage is the
+    bottleneck and this work belongs in stage 2; with ResNet-18 (12-35 ms) the other way
+    round. Decided from running means of the measured stage times."""
 
     RATE = 0.05  # EMA weight per frame
 
@@ -63,14 +64,16 @@ class _Balance:
         s1, s2, a = self.stage1, self.stage2, self.align
         return max(s1 + a, s2) <= max(s1, s2 + a)
 
-    def update(self, decode_ms: float, t: dict[str, float], aligned_in_stage1: bool) -> None:
+    def update(self, decode_ms: float, t: dict[str, float], fixed_ms: float = 0.0) -> None:
+        """`fixed_ms`: stage-1 work besides the face mesh that cannot move (flow cue)."""
         if "classifier" not in t:  # no face: nothing to learn about the classifier stage
             return
         a = 1.0 if self.frames == 0 else self.RATE
         self.frames += 1
-        self.stage1 += a * (decode_ms + t.get("landmarks", 0.0) - self.stage1)
+        self.stage1 += a * (decode_ms + t.get("landmarks", 0.0) + fixed_ms - self.stage1)
         self.stage2 += a * (t.get("classifier", 0.0) + t.get("spotting", 0.0) - self.stage2)
-        self.align += a * (t.get("align", 0.0) - self.align)
+        movable = t.get("align", 0.0) + t.get("flow", 0.0) - fixed_ms
+        self.align += a * (movable - self.align)
 
 
 def run_frames(
@@ -109,7 +112,9 @@ def run_frames(
             for fr in source:
                 if stop.is_set():
                     return
-                if not put((fr, rec.prepare(fr.image, align=balance.align_in_stage1()))):
+                prepared = rec.prepare(fr.image, align=balance.align_in_stage1(),
+                                       timestamp_ms=fr.timestamp_ms)
+                if not put((fr, prepared)):
                     return
         except BaseException as e:  # handed to the caller's thread
             put(_Failure(e))
@@ -130,7 +135,7 @@ def run_frames(
             fr, prepared = item
             rec.add_timing("decode", fr.decode_ms)
             result = rec.process(fr.image, fr.timestamp_ms, prepared)
-            balance.update(fr.decode_ms, result.timings_ms, aligned_in_stage1=prepared.x is not None)
+            balance.update(fr.decode_ms, result.timings_ms, prepared.fixed_ms)
             yield fr, result
     finally:
         stop.set()

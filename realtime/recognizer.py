@@ -33,6 +33,7 @@ backbone pass plus `forward_head(f_onset, f_current)`.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,11 +42,11 @@ import numpy as np
 from realtime.backends import BackendChoice, load_backend
 from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.events import Event, FrameResult
-from realtime.motion import REGION_NAMES, inter_ocular
+from realtime.motion import REGION_NAMES, FlowMeter, inter_ocular, motion_image
 from realtime.spotting import SpottedEvent, Spotter, SpottingConfig
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo.safetensors"
-STAGES = ("decode", "landmarks", "align", "classifier", "spotting")
+STAGES = ("decode", "landmarks", "align", "flow", "classifier", "spotting")
 
 __all__ = [
     "DEMO_WEIGHTS", "Event", "FrameResult", "Prepared", "Recognizer", "RecognizerConfig", "RecognizerError",
@@ -61,6 +62,10 @@ class Prepared:
     x: np.ndarray | None  # (1, 3, S, S) float32 network input; None without a face
     aligned: object | None  # moext.face.AlignedFace; None without a face
     timings: dict[str, float]
+    grey: np.ndarray | None = None  # the optical-flow crop (`realtime.motion.motion_image`)
+    grey_points: np.ndarray | None = None
+    flow: tuple | None = None  # (earlier frame's ms, its motion to this frame by flow)
+    fixed_ms: float = 0.0  # stage-1 work that cannot move to stage 2 (decode excluded)
 
 
 class RecognizerError(ValueError):
@@ -191,6 +196,11 @@ class Recognizer:
         self._mesh = self._new_mesh()
         self.buffer = RollingBuffer(self.config.buffer_ms)
         self.spotter = Spotter(self.config.spotting)
+        # Stage 1's own optical flow (the spotter has another for what stage 1 did not
+        # measure): each frame against the one `bump_lag_ms` before it, the pair the
+        # spotter's transient detector asks for, so stage 2 only looks the result up.
+        self._flow = FlowMeter() if self.config.spotting.transient_cue == "flow" else None
+        self._greys: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         self._reset_stats()
 
     def _new_mesh(self):
@@ -224,6 +234,7 @@ class Recognizer:
         self._mesh = self._new_mesh()
         self.buffer.clear()
         self.spotter = Spotter(self.config.spotting)
+        self._greys.clear()
         self._reset_stats()
 
     def close(self) -> None:
@@ -248,13 +259,17 @@ class Recognizer:
 
     # -- the per-frame path -----------------------------------------------------------------
 
-    def prepare(self, frame_bgr: np.ndarray, align: bool = True) -> Prepared:
-        """Stage 1 of a frame: landmarks, and (with `align`) alignment and the network input.
+    def prepare(
+        self, frame_bgr: np.ndarray, align: bool = True, timestamp_ms: float | None = None
+    ) -> Prepared:
+        """Stage 1 of a frame: landmarks, the optical-flow cue, and (with `align`) the
+        network input.
 
-        Touches no recognizer state but the face mesh's tracker, so a pipeline may run it in
-        another thread, one frame ahead of `process` (see `realtime.pipeline`); frames must
-        still come in stream order. Without `align`, `process` aligns (a pipeline moves that
-        work to whichever stage has time for it).
+        Touches no recognizer state but its own (the face mesh's tracker, the recent grey
+        crops), so a pipeline may run it in another thread, one frame ahead of `process`
+        (see `realtime.pipeline`); frames must still come in stream order. Without `align`,
+        `process` makes the network input (a pipeline moves that work to whichever stage has
+        time for it). Without `timestamp_ms` the spotter measures the flow itself, later.
         """
         from moext.face import NoFace
 
@@ -263,17 +278,53 @@ class Recognizer:
         det = self._mesh.detect(frame_bgr)
         timings["landmarks"] = (time.perf_counter() - t0) * 1e3
         prepared = Prepared(det, None, None, timings)
-        if align and not isinstance(det, NoFace):
+        if isinstance(det, NoFace):
+            self._greys.clear()
+            return prepared
+        if self._flow is not None:
+            self._flow_step(frame_bgr, prepared, timestamp_ms)
+        if align:
             self._align(frame_bgr, prepared)
         return prepared
 
-    def _align(self, frame_bgr: np.ndarray, prepared: Prepared) -> None:
-        from moext.preprocess import face_to_input
+    def _warp(self, frame_bgr: np.ndarray, prepared: Prepared) -> None:
+        from moext.face import align_face
+        from moext.preprocess import CROP_SIZE
 
         t0 = time.perf_counter()
-        prepared.x, prepared.aligned = face_to_input(frame_bgr, prepared.detection.landmarks,
-                                                     self.image_size)
-        prepared.timings["align"] = (time.perf_counter() - t0) * 1e3
+        prepared.aligned = align_face(frame_bgr, prepared.detection.landmarks, CROP_SIZE)
+        prepared.timings["align"] = prepared.timings.get("align", 0.0) + (time.perf_counter() - t0) * 1e3
+
+    def _align(self, frame_bgr: np.ndarray, prepared: Prepared) -> None:
+        """The aligned crop (unless the flow step made it) and the network input from it;
+        the same as `moext.preprocess.face_to_input`."""
+        from moext.preprocess import crops_to_array
+
+        if prepared.aligned is None:
+            self._warp(frame_bgr, prepared)
+        t0 = time.perf_counter()
+        prepared.x = crops_to_array(prepared.aligned.crop, self.image_size)
+        prepared.timings["align"] = prepared.timings.get("align", 0.0) + (time.perf_counter() - t0) * 1e3
+
+    def _flow_step(self, frame_bgr: np.ndarray, prepared: Prepared, ts: float | None) -> None:
+        """Grey crop for the flow cue and, with a timestamp, the flow from the frame
+        `bump_lag_ms` earlier (kept in a ring of the last ~2 lags of faces)."""
+        t0 = time.perf_counter()
+        self._warp(frame_bgr, prepared)
+        t1 = time.perf_counter()
+        prepared.grey, prepared.grey_points = motion_image(
+            prepared.aligned.crop, prepared.aligned.landmarks)
+        if ts is not None:
+            lag = self.config.spotting.bump_lag_ms
+            partner = next((g for g in reversed(self._greys) if g[0] <= ts - lag), None)
+            if partner is not None:
+                prepared.flow = (partner[0], self._flow.measure(partner[1], partner[2], prepared.grey))
+            self._greys.append((float(ts), prepared.grey, prepared.grey_points))
+            while len(self._greys) > 1 and self._greys[1][0] <= ts - lag:
+                self._greys.popleft()  # keep one frame at or before ts - lag
+        t2 = time.perf_counter()
+        prepared.timings["flow"] = (t2 - t1) * 1e3
+        prepared.fixed_ms = (t2 - t0) * 1e3
 
     def process(
         self, frame_bgr: np.ndarray, timestamp_ms: float, prepared: Prepared | None = None
@@ -297,7 +348,7 @@ class Recognizer:
         index = self.frames
         self.frames += 1
         if prepared is None:
-            prepared = self.prepare(frame_bgr)
+            prepared = self.prepare(frame_bgr, timestamp_ms=ts)
         timings = dict(prepared.timings)
         det = prepared.detection
         if isinstance(det, NoFace):
@@ -327,7 +378,9 @@ class Recognizer:
         feats = self.backend.features(prepared.x)[0]
         t_cls = (time.perf_counter() - t0) * 1e3
 
-        rec = BufferedFrame(index, ts, lm, aligned.crop if self.config.keep_crops else None, feats)
+        rec = BufferedFrame(index, ts, lm, aligned.crop if self.config.keep_crops else None, feats,
+                            grey=prepared.grey, grey_points=prepared.grey_points,
+                            flow=prepared.flow)
         t0 = time.perf_counter()
         self.buffer.append(rec)
         upd = self.spotter.update(rec, self.buffer)

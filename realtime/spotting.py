@@ -48,6 +48,7 @@ from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.motion import (
     GROUP_NAMES,
     REGION_GROUPS,
+    FlowMeter,
     MotionMeasure,
     group_magnitudes,
     measure_motion,
@@ -91,6 +92,16 @@ class SpottingConfig:
             reference gave apexes 2.0-3.8 against a quiet p99 of 3.0).
         bump_z: entry threshold of the transient detector (second difference / its RMS).
         bump_min: ...and its leading group must have moved at least this far (% IOD).
+        transient_cue: what the transient detector measures: "flow" (optical flow inside
+            the aligned crop, `realtime.motion.FlowMeter`; used for frames that carry a
+            grey crop, as the recognizer's do) or "landmarks" (landmark displacement only).
+        flow_noise_floor, flow_z, flow_min: `noise_floor`, `bump_z` and `bump_min` of the
+            transient detector on the flow cue, whose quiet level is several times lower
+            than the landmarks' (flow is measured over many pixels at once).
+        return_window_ms, return_frac: on the flow cue a micro event must return: some
+            frame within `return_window_ms` after its offset is back within `return_frac`
+            of the apex's displacement from the onset (leading group). The event's
+            amplitude is then that apex displacement (% IOD, by optical flow).
         exit_frac: the event closes once the score falls below exit_frac * its peak.
         edge_scale: onset/offset = apex -/+ edge_scale * (distance from the apex to the
             half-maximum crossing); 2 is exact for a raised-cosine rise and fall.
@@ -124,6 +135,12 @@ class SpottingConfig:
     bump_lag_ms: float = 270.0
     bump_z: float = 3.3
     bump_min: float = 0.6
+    transient_cue: str = "flow"
+    flow_noise_floor: float = 0.03
+    flow_z: float = 4.0
+    flow_min: float = 0.15
+    return_window_ms: float = 140.0
+    return_frac: float = 0.33
     exit_frac: float = 0.5
     edge_scale: float = 2.0
     min_duration_ms: float = 60.0
@@ -169,10 +186,15 @@ _REGION_OF = {g: r for r, gs in REGION_GROUPS.items() for g in gs}
 class Spotter:
     def __init__(self, cfg: SpottingConfig | None = None):
         self.cfg = cfg or SpottingConfig()
+        if self.cfg.transient_cue not in ("flow", "landmarks"):
+            raise ValueError(f"transient_cue={self.cfg.transient_cue!r}: choose flow or landmarks")
+        self.flow = FlowMeter() if self.cfg.transient_cue == "flow" else None
         self.noise_sq = np.full(len(GROUP_NAMES), self.cfg.noise_init**2)
         self.bump_noise_sq = np.full(len(GROUP_NAMES), self.cfg.noise_init**2)
+        self.flow_noise_sq = np.full(len(GROUP_NAMES), self.cfg.noise_init**2)
         self.noise_count = 0
         self.bump_noise_count = 0
+        self.flow_noise_count = 0
         self.discarded: dict[str, int] = {}
         self.reset()
 
@@ -196,6 +218,7 @@ class Spotter:
         self.bump_peak = 0.0
         self.bump_last = -1  # index of the last centre frame scored
         self.bump_head = False
+        self.bump_flow = False  # whether the open transient is measured by optical flow
         self.last_micro_off = -1e18
         self.bump_before: deque[tuple[BufferedFrame, np.ndarray]] = deque(maxlen=12)
         # (start, end) ms of macro movements, recent and ongoing: transients inside them are
@@ -394,6 +417,13 @@ class Spotter:
         if past is None:
             return [], None
         self.bump_last = centre.index
+        flow = self._flow_pair(past, centre) and self._flow_pair(centre, rec)
+        if self.bump_trace and flow != self.bump_flow:  # the cue changed mid-transient
+            self.bump_trace = []
+            self.bump_before.clear()
+        floor = c.flow_noise_floor if flow else c.noise_floor
+        z_in = c.flow_z if flow else c.bump_z
+        least = c.flow_min if flow else c.bump_min
         # A transient differs from the mean of its neighbours AND from each of them; the
         # second difference alone also answers, at half height, one lag before and after
         # a bump (there one neighbour is inside it), and the one-sided differences alone
@@ -402,12 +432,19 @@ class Spotter:
         # vectors (both fits remove the head's motion), so two fits serve all three.
         m_past = measure_motion(centre.points, past.points)
         m_fut = measure_motion(centre.points, rec.points)
-        mean = group_magnitudes(0.5 * (m_past.vectors + m_fut.vectors))
-        groups = np.minimum.reduce([mean, m_past.groups, m_fut.groups])
         head = self._head_moving(m_past) or self._head_moving(m_fut)
-        noise = np.maximum(np.sqrt(self.bump_noise_sq), c.noise_floor)
+        if flow:  # the same two vectors, from the crops' texture (future one: centre -> rec)
+            v_past = self._flow(past, centre).vectors
+            v_fut = -self._flow(centre, rec).vectors
+            noise_sq = self.flow_noise_sq
+        else:
+            v_past, v_fut = m_past.vectors, m_fut.vectors
+            noise_sq = self.bump_noise_sq
+        mean = group_magnitudes(0.5 * (v_past + v_fut))
+        groups = np.minimum.reduce([mean, group_magnitudes(v_past), group_magnitudes(v_fut)])
+        noise = np.maximum(np.sqrt(noise_sq), floor)
         z = groups / noise
-        score = float(np.where(groups >= c.bump_min, z, np.minimum(z, 0.99 * c.bump_z)).max())
+        score = float(np.where(groups >= least, z, np.minimum(z, 0.99 * z_in)).max())
         self.bump_recent.append(score)
         sm = float(np.mean(self.bump_recent))
         if self.bump_trace:
@@ -419,10 +456,15 @@ class Spotter:
             if centre.t_ms - self.bump_trace[0][0].t_ms > 2 * c.max_event_ms:
                 self.bump_trace = []
                 return [], self._discard("long transient")
-        elif sm > c.bump_z and not head:
+        elif sm > z_in and not head:
             self.bump_trace = list(self.bump_before) + [(centre, groups)]
             self.bump_peak = sm
             self.bump_head = False
+            self.bump_flow = flow
+        elif flow:
+            self.flow_noise_count += 1
+            a = max(c.noise_alpha, 1.0 / (self.flow_noise_count + 1))
+            self.flow_noise_sq += a * (groups**2 - self.flow_noise_sq)
         else:
             self.bump_noise_count += 1
             a = max(c.noise_alpha, 1.0 / (self.bump_noise_count + 1))
@@ -439,7 +481,10 @@ class Spotter:
             return [], self._discard("head motion")
         frames = [f for f, _ in trace]
         groups = np.stack([g for _, g in trace])  # (T, G) % IOD
-        noise = np.maximum(np.sqrt(self.bump_noise_sq), c.noise_floor)
+        if self.bump_flow:
+            noise = np.maximum(np.sqrt(self.flow_noise_sq), c.flow_noise_floor)
+        else:
+            noise = np.maximum(np.sqrt(self.bump_noise_sq), c.noise_floor)
         zs = _smooth3((groups / noise).max(1))
         apex = int(np.argmax(zs))
         g = int(np.argmax(groups[apex] / noise))
@@ -454,7 +499,10 @@ class Spotter:
         t_off = min(t[apex] + c.edge_scale * (t_off - t[apex]), t[-1])
         on = int(np.argmin(np.abs(t - t_on)))
         off = int(np.argmin(np.abs(t - t_off)))
-        onset, apex_f, offset = (self._unlag(frames[k]) for k in (on, apex, off))
+        if self.bump_flow:  # flow compares the frames themselves: no landmark averaging lag
+            onset, apex_f, offset = frames[on], frames[apex], frames[off]
+        else:
+            onset, apex_f, offset = (self._unlag(frames[k]) for k in (on, apex, off))
         duration = offset.t_ms - onset.t_ms
         for start, end in self.macro_spans:
             if onset.t_ms <= end and offset.t_ms >= start:
@@ -464,6 +512,20 @@ class Spotter:
         if onset.t_ms - self.last_micro_off < c.bump_lag_ms:
             # One lag after a transient its trailing neighbour sits inside it: an echo.
             return [], self._discard("echo of a transient")
+        if self.bump_flow:
+            # The face must come back: within `return_window_ms` after the offset, the
+            # leading group is within `return_frac` of its apex displacement from the onset.
+            # A corner of a longer movement's rise or fall also scores as a transient, but
+            # the face stays displaced after it (measured on the synthetic videos: micro
+            # events came back to 0.01-0.14 of their rise, such corners to 0.23 or more).
+            rise = self.flow.measure(onset.grey, onset.grey_points, apex_f.grey).groups[g]
+            after = [f for f in self._buffer.since(offset.index)
+                     if f.t_ms <= offset.t_ms + c.return_window_ms and f.grey is not None]
+            back = min((self.flow.measure(onset.grey, onset.grey_points, f.grey).groups[g]
+                        for f in after), default=rise)
+            if back > c.return_frac * rise:
+                return [], self._discard("did not return (part of a longer movement)")
+            peak = float(rise)
         if duration > c.micro_max_ms or peak > c.micro_max_amplitude:
             return [], self._discard("transient too long or large for micro")
         name = GROUP_NAMES[g]
@@ -472,6 +534,20 @@ class Spotter:
             onset=onset, apex=apex_f, offset=offset, reference=onset, amplitude=peak,
             kind="micro", region=_REGION_OF[name], group=name,
         )], None
+
+
+    def _flow_pair(self, a: BufferedFrame, b: BufferedFrame) -> bool:
+        return self.flow is not None and a.grey is not None and b.grey is not None
+
+    def _flow(self, a: BufferedFrame, b: BufferedFrame) -> MotionMeasure:
+        """Optical-flow motion from frame `a` to the later frame `b`, measured once per pair
+        (each frame is the future of one centre and later the centre of the next); the
+        recognizer's stage 1 measures most pairs ahead of time (`BufferedFrame.flow`)."""
+        if b.flow is not None and b.flow[0] == a.t_ms:
+            return b.flow[1]
+        m = self.flow.measure(a.grey, a.grey_points, b.grey)
+        b.flow = (a.t_ms, m)
+        return m
 
 
 def _smooth3(a: np.ndarray) -> np.ndarray:

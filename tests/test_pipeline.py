@@ -54,8 +54,40 @@ def test_pipelined_results_equal_sequential(cache, monkeypatch):
         np.testing.assert_array_equal(a.landmarks, b.landmarks)
         assert a.motion == b.motion and a.onset_ms == b.onset_ms
         assert a.probabilities == b.probabilities
+        assert [e.to_dict() for e in a.events] == [e.to_dict() for e in b.events]
     assert s_seq.frames == s_pip.frames == N
-    assert set(s_pip.stage_ms) >= {"decode", "landmarks", "align", "classifier", "spotting"}
+    assert set(s_pip.stage_ms) >= {"decode", "landmarks", "align", "flow", "classifier", "spotting"}
+
+
+def test_stage1_measures_the_flow_the_spotter_asks_for(cache):
+    """Each frame's flow from the frame one lag back is measured once, in stage 1; the
+    spotter only measures what stage 1 could not (its return test, the first lag)."""
+    from realtime import pipeline
+
+    calls = {"stage1": 0, "spotter": 0}
+
+    def counting(meter, key):
+        inner = meter.measure
+
+        def measure(*a):
+            calls[key] += 1
+            return inner(*a)
+        meter.measure = measure
+
+    rec = Recognizer(backend="onnx")
+    counting(rec._flow, "stage1")
+    counting(rec.spotter.flow, "spotter")
+    with VideoSource(DEMO_VIDEO) as src:
+        results = [r for _, r in zip(range(N), (r for _, r in run_frames(rec, src)))]
+    rec.close()
+    faces = sum(r.face_found for r in results)
+    lag = rec.config.spotting.bump_lag_ms
+    first = min(r.timestamp_ms for r in results if r.face_found)
+    with_partner = sum(r.face_found and r.timestamp_ms - lag >= first for r in results)
+    assert faces == N and with_partner > N - 12
+    # Stage 1 may have prepared a few frames past the last one consumed.
+    assert with_partner <= calls["stage1"] <= with_partner + pipeline.QUEUE_DEPTH + 1
+    assert calls["spotter"] < 0.1 * faces, calls
 
 
 def test_stopping_early_joins_the_worker(cache):
@@ -88,13 +120,13 @@ def test_balance_puts_alignment_where_the_slower_stage_is_faster():
     b = _Balance()
     assert b.align_in_stage1()  # nothing measured yet
     for _ in range(50):  # face mesh 8 ms, a fast classifier 4 ms: align in stage 2
-        b.update(1.0, {"landmarks": 7.0, "align": 1.5, "classifier": 3.0, "spotting": 1.0}, True)
+        b.update(1.0, {"landmarks": 7.0, "align": 1.5, "classifier": 3.0, "spotting": 1.0})
     assert not b.align_in_stage1()
     b = _Balance()
     for _ in range(50):  # ResNet-18: stage 2 is the slow one, align in stage 1
-        b.update(1.0, {"landmarks": 7.0, "align": 1.5, "classifier": 15.0, "spotting": 1.0}, True)
+        b.update(1.0, {"landmarks": 7.0, "align": 1.5, "classifier": 15.0, "spotting": 1.0})
     assert b.align_in_stage1()
-    b.update(1.0, {"landmarks": 7.0}, False)  # a frame without a face changes nothing
+    b.update(1.0, {"landmarks": 7.0})  # a frame without a face changes nothing
     assert b.frames == 50
 
 
