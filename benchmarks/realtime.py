@@ -22,6 +22,7 @@ average before and after each run is recorded beside the figures.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -62,12 +63,14 @@ def worker(args: argparse.Namespace) -> None:
 
     from realtime.pipeline import run_frames
     from realtime.recognizer import RecognizerConfig
+    from realtime.spotting import SpottingConfig
 
     load0 = os.getloadavg()[0]
     backend, precision, landmarks = _variant(args.backend)
     threads = os.cpu_count() if args.sequential else None  # as moext-live --no-pipeline
     rec = Recognizer(args.checkpoint, backend=backend,
-                     config=RecognizerConfig(precision=precision, landmarks=landmarks, threads=threads))
+                     config=RecognizerConfig(precision=precision, landmarks=landmarks, threads=threads,
+                                             spotting=SpottingConfig(transient_cue=args.cue)))
     src = VideoSource(args.video, loop=True)
     rss_warm = None
     events = []
@@ -85,6 +88,7 @@ def worker(args: argparse.Namespace) -> None:
     out = {
         "mode": "sequential" if args.sequential else "pipelined",
         "landmarks": landmarks,
+        "cue": args.cue,
         "backend": rec.backend_choice.name,
         "backend_reason": rec.backend_choice.reason,
         "frames": s.frames,
@@ -189,9 +193,9 @@ def available_backends() -> list[str]:
     return out
 
 
-def run_one(video, truth, checkpoint, backend, frames, sequential=False) -> dict:
+def run_one(video, truth, checkpoint, backend, frames, sequential=False, cue="flow") -> dict:
     cmd = [sys.executable, __file__, "--_worker", "--video", str(video), "--checkpoint",
-           str(checkpoint), "--backend", backend, "--frames", str(frames)]
+           str(checkpoint), "--backend", backend, "--frames", str(frames), "--cue", cue]
     if sequential:
         cmd.append("--sequential")
     if truth:
@@ -209,24 +213,26 @@ def to_markdown(report: dict) -> str:
         "",
         f"Machine: {report['machine']}; video: {report['video']} (640x360, looped); classifier "
         "on every frame. fps is end to end (frames / wall time from the first read to the "
-        "last result). *pipelined*: decode + landmarks + align run in a worker thread one "
-        "frame ahead of classifier + spotting (`realtime/pipeline.py`, the `moext-live` "
+        "last result). *pipelined*: decode + landmarks + flow (the spotter's optical-flow cue, "
+        "with the crop warp it needs) run in a worker thread one frame ahead of classifier + "
+        "spotting, and the network input (`align`) is made in whichever stage is less busy "
+        "(`realtime/pipeline.py`, the `moext-live` "
         "default), so stage times overlap rather than add up; *sequential*: one thread of "
         "control. Stage ms are means per frame (under the pipeline they are measured while "
         "the other stage competes for the 2 cores). The load columns show whether other work "
         "shared the CPU (a 2-core machine is saturated at load 2). Weights are random "
         "(speed does not depend on their values).",
         "",
-        "| backbone | backend | landmarks | mode | frames | fps | decode | landmarks | align | classifier | spotting | peak RSS MB | load before/after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| backbone | backend | landmarks | cue | mode | frames | fps | decode | landmarks | align | flow | classifier | spotting | peak RSS MB | load before/after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
         st = r["stage_ms"]
         lines.append(
-            f"| {r['backbone']} | {r['backend']} | {r.get('landmarks', 'mesh')} | "
+            f"| {r['backbone']} | {r['backend']} | {r.get('landmarks', 'mesh')} | {r.get('cue', 'landmarks')} | "
             f"{r.get('mode', 'sequential')} | {r['frames']} | {r['fps']:.1f} | "
             + " | ".join(f"{st.get(k, float('nan')):.2f}" for k in
-                         ("decode", "landmarks", "align", "classifier", "spotting"))
+                         ("decode", "landmarks", "align", "flow", "classifier", "spotting"))
             + f" | {r['peak_rss_mb']:.0f} | {r['load_before']:.1f}/{r['load_after']:.1f} |"
         )
     lines += ["", "Long runs (memory over the stream):", "",
@@ -277,9 +283,13 @@ def main() -> None:
                          "sequentially, for comparison")
     ap.add_argument("--agreement-frames", type=int, default=600,
                     help="frames of the video on which int8 is compared with fp32 (0: skip)")
+    ap.add_argument("--cue", nargs="+", default=["flow"], choices=["flow", "landmarks"],
+                    help="the spotter's transient cue (SpottingConfig.transient_cue); two "
+                         "values time every variant with each, back to back")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._worker:
+        args.cue = args.cue[0]
         return worker(args)
 
     if not args.video.is_file():
@@ -296,23 +306,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for bb in args.backbones:
             ck = args.checkpoint or make_checkpoint(bb, Path(tmp))
-            for be in backends:
-                r = run_one(args.video, truth, ck, be, args.frames)
+            for be, cue in itertools.product(backends, args.cue):
+                r = run_one(args.video, truth, ck, be, args.frames, cue=cue)
                 r["backbone"] = bb
                 report["runs"].append(r)
-                print(f"{bb:20s} {be:8s} {r['fps']:7.1f} fps  " + "  ".join(
+                print(f"{bb:20s} {be:8s} {cue:9s} {r['fps']:7.1f} fps  " + "  ".join(
                     f"{k} {v:.2f}" for k, v in r["stage_ms"].items())
                     + f"  peak {r['peak_rss_mb']:.0f} MB  load {r['load_before']:.1f}->{r['load_after']:.1f}",
                     flush=True)
                 if truth and "spotting" in r and "spotting" not in report:
                     report["spotting"] = r["spotting"]
             if args.sequential:
-                r = run_one(args.video, None, ck, backends[0], args.frames, sequential=True)
+                r = run_one(args.video, None, ck, backends[0], args.frames, sequential=True,
+                            cue=args.cue[0])
                 r["backbone"] = bb
                 report["runs"].append(r)
                 print(f"{bb:20s} {backends[0]:8s} {r['fps']:7.1f} fps sequential", flush=True)
             if args.long_frames and (args.long_backbones is None or bb in args.long_backbones):
-                r = run_one(args.video, None, ck, args.long_backend, args.long_frames)
+                r = run_one(args.video, None, ck, args.long_backend, args.long_frames,
+                            cue=args.cue[0])
                 r["backbone"] = bb
                 report["long_runs"].append(r)
                 print(f"{bb:20s} long {r['frames']} frames: {r['fps']:.1f} fps, RSS "
