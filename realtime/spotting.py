@@ -1,4 +1,4 @@
-"""Onset and apex spotting from landmark motion, and the MEGC spotting metric.
+"""Onset and apex spotting from landmark motion and optical flow, and the MEGC metric.
 
 Motion is the displacement of landmark groups (brows, lids, cheeks, mouth corners, lips,
 per side, and their mirror-symmetric pairs) after removing the head's similarity motion
@@ -10,9 +10,14 @@ thresholds apply to the largest of these scores. Two detectors share one state m
   after it; the score is the smallest of its displacement from the past one, from the
   future one, and from their mean. Slow drift (0.5-1 % IOD over seconds, DESIGN.md) and
   the one-sided edges of longer movements score low; a movement that rises and falls
-  within ~2 lags scores high. Results come `bump_lag_ms` after the frame. A micro event
-  is reported when such a transient closes, lasted at most `micro_max_ms`, stayed below
-  `micro_max_amplitude`, and did not overlap a sustained movement or head motion.
+  within ~2 lags scores high. Results come `bump_lag_ms` after the frame. The
+  displacements are measured by optical flow inside the aligned face crop
+  (`realtime.motion.FlowMeter`, DESIGN.md's image cue) when frames carry a grey crop, as
+  the recognizer's do, else by the landmarks: on the synthetic videos landmark jitter hid
+  a third of the weak micro-expressions, flow none. A micro event is reported when such a
+  transient closes, lasted at most `micro_max_ms`, stayed below `micro_max_amplitude`,
+  came back to near its onset (flow cue: `return_frac`), and did not overlap a
+  sustained movement or head motion.
 - **sustained (macro)**: displacement from the frame `macro_lag_ms` back. Crossing
   `enter_z` (and `enter_min` % IOD) starts an event with that frame as onset reference;
   it closes when the score falls below `exit_frac` of its peak (or after `max_event_ms`).
@@ -33,8 +38,9 @@ is not an expression: nothing is emitted.
 
 All thresholds live in `SpottingConfig`. The defaults were set on synthetic spotting videos
 of `moext-train synth` (a real face photo with generated motions, sensor noise and head
-sway; seeds 0 and 1) against DESIGN.md's measured jitter levels; they are a starting point
-for real cameras, not a fit to any real dataset.
+sway; seeds 0 and 1, the flow cue's on seeds 0-7) against DESIGN.md's measured jitter
+levels; they are a starting point for real cameras, not a fit to any real dataset. Held-out
+figures: `benchmarks/spotting.py`.
 """
 
 from __future__ import annotations
@@ -430,14 +436,18 @@ class Spotter:
         # follow slow drift. The smallest of the three keeps only the transient. Against
         # the neighbours' mean, each group's vector is the mean of its two one-sided
         # vectors (both fits remove the head's motion), so two fits serve all three.
-        m_past = measure_motion(centre.points, past.points)
-        m_fut = measure_motion(centre.points, rec.points)
-        head = self._head_moving(m_past) or self._head_moving(m_fut)
         if flow:  # the same two vectors, from the crops' texture (future one: centre -> rec)
+            # Head motion needs no check of its own here: the quiet state's check (current
+            # frame against the reference) sees it a lag before this centre reaches it, and
+            # settling clears the transient and restarts this detector after it.
+            head = False
             v_past = self._flow(past, centre).vectors
             v_fut = -self._flow(centre, rec).vectors
             noise_sq = self.flow_noise_sq
         else:
+            m_past = measure_motion(centre.points, past.points)
+            m_fut = measure_motion(centre.points, rec.points)
+            head = self._head_moving(m_past) or self._head_moving(m_fut)
             v_past, v_fut = m_past.vectors, m_fut.vectors
             noise_sq = self.bump_noise_sq
         mean = group_magnitudes(0.5 * (v_past + v_fut))
