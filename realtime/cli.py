@@ -42,6 +42,11 @@ class Landmarks(str, Enum):
     fast = "fast"
 
 
+class MicroCue(str, Enum):
+    flow = "flow"
+    landmarks = "landmarks"
+
+
 class Precision(str, Enum):
     fp32 = "fp32"
     int8 = "int8"
@@ -85,6 +90,12 @@ def main(
         help="mesh: MediaPipe's face mesh (478 points, refined eyes and lips); fast: its "
              "landmark model run directly with LiteRT (468 points, about half the per-frame cost, a "
              "little more jitter; see the README's benchmark)."),
+    micro_cue: MicroCue = typer.Option(
+        MicroCue.flow, "--micro-cue",
+        help="What the micro-expression detector measures: flow (optical flow in the aligned "
+             "face crop: finds the small movements that landmark jitter hides, ~1.5 ms a frame "
+             "more) or landmarks (landmark displacement only, faster, misses more; see the "
+             "README's spotting benchmark)."),
     heatmap: bool = typer.Option(
         False, "--heatmap",
         help="In the window, show where a MIACNet checkpoint's action branch responded for the "
@@ -111,18 +122,19 @@ def main(
         _fail("give one source: --camera N or --video PATH, not both")
     raise typer.Exit(run(camera, video, checkpoint, backend.value, headless, events, frames,
                          max_frames, threads, pipeline, precision.value, heatmap,
-                         landmarks.value))
+                         landmarks.value, micro_cue.value))
 
 
 def run(camera, video, checkpoint, backend, headless, events_path, frames_path, max_frames,
         threads, pipeline: bool = True, precision: str = "fp32", heatmap: bool = False,
-        landmarks: str = "mesh") -> int:
+        landmarks: str = "mesh", micro_cue: str = "flow") -> int:
     """The loop behind `moext-live`; returns the exit code."""
     from realtime.backends import BackendUnavailable
     from realtime.events import EventWriter, FrameWriter
     from realtime.pipeline import run_frames
     from realtime.recognizer import Recognizer, RecognizerConfig, RecognizerError
     from realtime.sources import SourceError, open_source
+    from realtime.spotting import SpottingConfig
 
     # Open the cheap things first so that a typo in a path fails before models load.
     try:
@@ -136,7 +148,8 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
             threads = os.cpu_count() or None
         rec = Recognizer(checkpoint, backend=backend,
                          config=RecognizerConfig(threads=threads, precision=precision,
-                                                 landmarks=landmarks))
+                                                 landmarks=landmarks,
+                                                 spotting=SpottingConfig(transient_cue=micro_cue)))
     except (RecognizerError, BackendUnavailable) as e:
         source.close()
         _fail(str(e))

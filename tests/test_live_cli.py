@@ -116,8 +116,9 @@ def test_video_headless_writes_events_frames_and_summary(env, tiny_ck, face_fram
     assert "backend: onnx" in _err(r)
     assert "frames: 25  faces found: 25" in r.output
     assert "stopped: --max-frames 25" in r.output
-    for stage in ("decode", "landmarks", "align", "classifier", "spotting"):
-        assert stage in r.output
+    stages = next(line for line in r.output.splitlines() if line.startswith("per-stage ms"))
+    for stage in ("decode", "landmarks", "align", "flow", "classifier", "spotting"):
+        assert stage in stages
     rows = list(csv.DictReader(open(fr_path)))
     assert len(rows) == 25
     assert rows[0]["face_found"] == "1"
@@ -130,6 +131,17 @@ def test_video_headless_writes_events_frames_and_summary(env, tiny_ck, face_fram
     assert abs(sum(float(p[f"p_{c}"]) for c in ("negative", "positive", "surprise")) - 1) < 1e-4
     header = next(csv.reader(open(ev_path)))
     assert header[:3] == ["onset_ms", "apex_ms", "offset_ms"]
+
+
+def test_micro_cue_landmarks_skips_the_optical_flow(env, tiny_ck, face_frames):
+    v = write_video(env / "face.mp4", face_frames[:15])
+    args = ["--video", str(v), "--checkpoint", str(tiny_ck), "--headless", "--backend", "onnx"]
+    r = runner.invoke(app, args + ["--micro-cue", "landmarks"])
+    assert r.exit_code == 0, r.output
+    stages = next(line for line in r.output.splitlines() if line.startswith("per-stage ms"))
+    assert "flow" not in stages and "spotting" in stages
+    r = runner.invoke(app, args + ["--micro-cue", "pixels"])
+    assert r.exit_code == 2 and "pixels" in _err(r)
 
 
 def test_no_face_video(env, tiny_ck):
