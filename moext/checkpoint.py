@@ -16,8 +16,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from moext.config import ModelConfig
-
 FORMAT = "moext-checkpoint"
 FORMAT_VERSION = 1
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.backends import BackendChoice, load_backend
+from realtime.backends import load_backend
 from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.events import Event, FrameResult
 from realtime.motion import REGION_NAMES, FlowMeter, inter_ocular, motion_image

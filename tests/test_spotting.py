@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from realtime.buffer import BufferedFrame, RollingBuffer
-from realtime.motion import GROUP_NAMES, GROUPS, RIGID_POINTS, inter_ocular, measure_motion
+from realtime.motion import GROUP_NAMES, GROUPS, inter_ocular, measure_motion
 from realtime.spotting import Spotter, SpottingConfig, interval_iou, score_intervals
 
 FPS = 30.0

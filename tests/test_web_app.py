@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from _browser import expression_frames, write_video
-from realtime.recognizer import Recognizer, RecognizerConfig
+from realtime.recognizer import RecognizerConfig
 from realtime.web import EVENT_COLUMNS, WebApp, WebConfig
 from realtime.web_draw import Mark, curve_image
 
