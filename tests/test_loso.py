@@ -3,6 +3,12 @@ scikit-learn on the predictions they list; --resume redoes only unfinished folds
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,3 +109,61 @@ def test_fixed_schedule_with_parallel_workers(tmp_path):
         assert not set(f["trained_on"]) & set(f["tested_on"])
     for k in ("uf1", "uar", "acc"):
         assert 0.0 <= metrics["pooled"][k] <= 1.0
+
+
+def _fold_workers(parent: int) -> list[int]:
+    """Live spawn workers (not the resource tracker) whose parent is `parent`."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == parent and state != "Z" and b"spawn_main" in cmd:
+            out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
+def test_killing_loso_stops_its_fold_workers(tmp_path):
+    """SIGTERM to `moext-train loso --workers 2` must not leave workers training on."""
+    cache = make_cache(tmp_path / "cache", subjects=3)
+    args = [sys.executable, "-m", "train.cli", "loso", str(cache), "--out", str(tmp_path / "run"),
+            "--workers", "2", "--epochs", "500", "--batch-size", "6", "--repeats", "1",
+            "--threads", "1", "--quiet", "--protocol", "cde"]
+    args += [f"--{k.replace('_', '-')}={v}" for k, v in TINY_MODEL.items()]
+    proc = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while len(workers) < 2 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+            workers = _fold_workers(proc.pid)
+        assert len(workers) == 2, "the fold workers never started"
+        time.sleep(3.0)  # let them get into training
+        assert all(_alive(w) for w in workers)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        deadline = time.time() + 30
+        while any(_alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "fold workers outlived the killed LOSO run"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for w in workers + _fold_workers(proc.pid):
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -199,13 +202,30 @@ def loso(
         for job in jobs:
             finished(run_fold(job))
     else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                 initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(run_fold, job) for job in jobs]
             for fut in as_completed(futures):
                 finished(fut.result())
     bar.close()
     folds = [done[s] for s in tests]
     return write_loso_reports(out_dir, folds, class_names, run.protocol, label or run.method)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Fold-worker initializer: have the kernel SIGTERM this worker when the LOSO process
+    dies (SIGTERM, SIGKILL, a crash), so no orphan keeps training a fold nobody will collect.
+    Finished folds are already on disk for --resume. Linux only (prctl); elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died while this worker was still starting up
+        os._exit(1)
 
 
 def write_loso_reports(out_dir: Path, folds: list[dict[str, Any]], class_names: list[str],
