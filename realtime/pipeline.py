@@ -5,7 +5,8 @@
     for frame, result in run_frames(rec, source, pipelined=True):
         ...  # results come in stream order, exactly as `rec.process` would give them
 
-Stage 1 (decode, face mesh, alignment, network input: `Recognizer.prepare`) runs in a
+Stage 1 (decode, face mesh, the crop warp and optical flow of the spotter's micro cue, and
+the network input unless stage 2 has more time for it: `Recognizer.prepare`) runs in a
 worker thread one or two frames ahead of stage 2 (classifier, spotting, events:
 `Recognizer.process`) in the caller's thread. On a 2-core CPU the two stages then overlap
 instead of adding up: the face mesh, OpenCV and ONNX Runtime all release the GIL while
@@ -51,7 +52,7 @@ class _Balance:
     RATE = 0.05  # EMA weight per frame
 
     def __init__(self) -> None:
-        self.stage1 = 0.0  # decode + landmarks, ms
+        self.stage1 = 0.0  # decode + landmarks + fixed stage-1 work (flow cue), ms
         self.stage2 = 0.0  # classifier + spotting, ms
         self.align = 0.0
         self.frames = 0

@@ -308,7 +308,8 @@ class Recognizer:
 
     def _flow_step(self, frame_bgr: np.ndarray, prepared: Prepared, ts: float | None) -> None:
         """Grey crop for the flow cue and, with a timestamp, the flow from the frame
-        `bump_lag_ms` earlier (kept in a ring of the last ~2 lags of faces)."""
+        `bump_lag_ms` earlier (a ring keeps the faces of the last lag, plus the newest one at
+        or before it)."""
         t0 = time.perf_counter()
         self._warp(frame_bgr, prepared)
         t1 = time.perf_counter()

@@ -101,13 +101,16 @@ class SpottingConfig:
         transient_cue: what the transient detector measures: "flow" (optical flow inside
             the aligned crop, `realtime.motion.FlowMeter`; used for frames that carry a
             grey crop, as the recognizer's do) or "landmarks" (landmark displacement only).
-        flow_noise_floor, flow_z, flow_min: `noise_floor`, `bump_z` and `bump_min` of the
-            transient detector on the flow cue, whose quiet level is several times lower
-            than the landmarks' (flow is measured over many pixels at once).
+        flow_noise_floor, flow_noise_init, flow_z, flow_min: `noise_floor`, `noise_init`,
+            `bump_z` and `bump_min` of the transient detector on the flow cue, whose quiet
+            level is several times lower than the landmarks' (flow is measured over many
+            pixels at once: 0.02-0.06 % IOD RMS on the synthetic videos). With the
+            landmarks' start-up guess of 1.0 the flow detector stayed deaf for ~5 s.
         return_window_ms, return_frac: on the flow cue a micro event must return: some
-            frame within `return_window_ms` after its offset is back within `return_frac`
-            of the apex's displacement from the onset (leading group). The event's
-            amplitude is then that apex displacement (% IOD, by optical flow).
+            frame within `return_window_ms` (at most `bump_lag_ms`, as far as the buffer
+            reaches) after its offset is back within `return_frac` of the apex's
+            displacement from the onset (leading group). The event's amplitude is then that
+            apex displacement (% IOD, by optical flow: about a third low, see `FlowMeter`).
         exit_frac: the event closes once the score falls below exit_frac * its peak.
         edge_scale: onset/offset = apex -/+ edge_scale * (distance from the apex to the
             half-maximum crossing); 2 is exact for a raised-cosine rise and fall.
@@ -117,7 +120,10 @@ class SpottingConfig:
             settles again (a held expression, or a new resting pose).
         micro_max_ms: onset-to-offset duration of a micro-expression (MEs last up to ~0.5 s).
         micro_max_amplitude: peak group displacement (% IOD) above which a movement is
-            macro however brief.
+            macro however brief. On the flow cue this is the onset-to-apex displacement by
+            optical flow, which reads about a third low for small local motions (see
+            `FlowMeter`), so the limit is looser there; macro movements are mostly caught by
+            the sustained detector anyway.
         head_rotation: degrees of in-plane head rotation between reference and current frame
             that make a movement head motion...
         head_shift: ...or % IOD of head translation...
@@ -143,6 +149,7 @@ class SpottingConfig:
     bump_min: float = 0.6
     transient_cue: str = "flow"
     flow_noise_floor: float = 0.03
+    flow_noise_init: float = 0.2
     flow_z: float = 4.0
     flow_min: float = 0.15
     return_window_ms: float = 140.0
@@ -197,7 +204,7 @@ class Spotter:
         self.flow = FlowMeter() if self.cfg.transient_cue == "flow" else None
         self.noise_sq = np.full(len(GROUP_NAMES), self.cfg.noise_init**2)
         self.bump_noise_sq = np.full(len(GROUP_NAMES), self.cfg.noise_init**2)
-        self.flow_noise_sq = np.full(len(GROUP_NAMES), self.cfg.noise_init**2)
+        self.flow_noise_sq = np.full(len(GROUP_NAMES), self.cfg.flow_noise_init**2)
         self.noise_count = 0
         self.bump_noise_count = 0
         self.flow_noise_count = 0
@@ -424,9 +431,10 @@ class Spotter:
             return [], None
         self.bump_last = centre.index
         flow = self._flow_pair(past, centre) and self._flow_pair(centre, rec)
-        if self.bump_trace and flow != self.bump_flow:  # the cue changed mid-transient
+        if flow != self.bump_flow:  # the cue changed: scores of the two do not mix
             self.bump_trace = []
             self.bump_before.clear()
+            self.bump_flow = flow
         floor = c.flow_noise_floor if flow else c.noise_floor
         z_in = c.flow_z if flow else c.bump_z
         least = c.flow_min if flow else c.bump_min
@@ -470,7 +478,6 @@ class Spotter:
             self.bump_trace = list(self.bump_before) + [(centre, groups)]
             self.bump_peak = sm
             self.bump_head = False
-            self.bump_flow = flow
         elif flow:
             self.flow_noise_count += 1
             a = max(c.noise_alpha, 1.0 / (self.flow_noise_count + 1))
@@ -522,21 +529,27 @@ class Spotter:
         if onset.t_ms - self.last_micro_off < c.bump_lag_ms:
             # One lag after a transient its trailing neighbour sits inside it: an echo.
             return [], self._discard("echo of a transient")
+        if duration > c.micro_max_ms:
+            return [], self._discard("transient too long or large for micro")
         if self.bump_flow:
             # The face must come back: within `return_window_ms` after the offset, the
             # leading group is within `return_frac` of its apex displacement from the onset.
             # A corner of a longer movement's rise or fall also scores as a transient, but
             # the face stays displaced after it (measured on the synthetic videos: micro
             # events came back to 0.01-0.14 of their rise, such corners to 0.23 or more).
+            # The buffer reaches `bump_lag_ms` past the offset, so the window is cut there.
             rise = self.flow.measure(onset.grey, onset.grey_points, apex_f.grey).groups[g]
+            if rise < c.flow_min:  # onset and apex (nearly) the same frame: nothing moved
+                return [], self._discard("too small")
+            window = min(c.return_window_ms, c.bump_lag_ms)
             after = [f for f in self._buffer.since(offset.index)
-                     if f.t_ms <= offset.t_ms + c.return_window_ms and f.grey is not None]
+                     if f.t_ms <= offset.t_ms + window and f.grey is not None]
             back = min((self.flow.measure(onset.grey, onset.grey_points, f.grey).groups[g]
                         for f in after), default=rise)
             if back > c.return_frac * rise:
                 return [], self._discard("did not return (part of a longer movement)")
             peak = float(rise)
-        if duration > c.micro_max_ms or peak > c.micro_max_amplitude:
+        if peak > c.micro_max_amplitude:
             return [], self._discard("transient too long or large for micro")
         name = GROUP_NAMES[g]
         self.last_micro_off = offset.t_ms

@@ -76,14 +76,16 @@ def test_window_shows_overlay_and_ctrl_c_flushes(display, tmp_path):
             time.sleep(0.5)
             geo = _window(env)
         assert geo is not None, "no moext-live window appeared"
-        x, y, w, h = geo
-        # The window exists before the first frame is drawn: grab the screen until it shows
-        # a picture (and a second of video more, so the motion curve has a history).
+        # The window exists before the first frame is drawn (and is resized to the picture
+        # when that comes): grab the screen until it shows a picture, and a second of video
+        # more so the motion curve has a history; read the geometry again each time.
         drawn = None
         while time.time() < deadline and p.poll() is None:
+            geo = _window(env) or geo
+            x, y, w, h = geo
             shot = _xwd_to_bgr(subprocess.run(["xwd", "-root", "-silent"], env=env,
                                               capture_output=True, check=True).stdout)
-            if shot[y:y + h, x:x + w].std() > 20:
+            if w >= 640 and shot[y:y + h, x:x + w].std() > 20:
                 if drawn is None:
                     drawn = time.time()
                 elif time.time() - drawn > 1.5:

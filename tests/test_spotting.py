@@ -214,8 +214,10 @@ def test_flow_meter_sees_a_local_warp_and_not_the_crops_own_shift(base_crop):
     assert jitter.shift > 0.7 and jitter.motion < 0.35 * jitter.shift, jitter
 
 
-def _run_images(base_landmarks, base_crop, lift: np.ndarray, cfg: SpottingConfig | None = None):
-    """Frames whose landmarks only jitter while the crop's brows move by `lift` (% IOD)."""
+def _run_images(base_landmarks, base_crop, lift: np.ndarray, cfg: SpottingConfig | None = None,
+                grey_from: int = 0):
+    """Frames whose landmarks only jitter while the crop's brows move by `lift` (% IOD);
+    frames before `grey_from` carry no grey crop (landmark cue only)."""
     grey, pts = base_crop
     rng = np.random.default_rng(0)
     sp = Spotter(cfg)
@@ -226,7 +228,8 @@ def _run_images(base_landmarks, base_crop, lift: np.ndarray, cfg: SpottingConfig
         lm = base_landmarks + rng.normal(0, 0.15 / 100 * iod, base_landmarks.shape)
         img = _lift(grey, pts, ["brow_r", "brow_l"], a)
         noisy = np.clip(img + rng.normal(0, 1.0, img.shape), 0, 255).astype(np.uint8)
-        rec = BufferedFrame(i, i * 1000.0 / FPS, lm.astype(np.float32), grey=noisy, grey_points=pts)
+        rec = BufferedFrame(i, i * 1000.0 / FPS, lm.astype(np.float32),
+                            grey=noisy if i >= grey_from else None, grey_points=pts)
         buf.append(rec)
         events += sp.update(rec, buf).events
     return sp, events
@@ -244,6 +247,17 @@ def test_flow_cue_finds_a_micro_expression_the_landmarks_do_not_show(base_landma
     _, by_landmarks = _run_images(base_landmarks, base_crop, lift,
                                   SpottingConfig(transient_cue="landmarks"))
     assert by_landmarks == []
+
+
+def test_frames_without_grey_crops_then_with_them(base_landmarks, base_crop):
+    # The first 60 frames come without a grey crop (landmark cue); the cues' scores must not
+    # mix, and the flow cue takes over once the crops come.
+    n = 200
+    lift = 2.0 * _profile(n, 120, 125, 131)
+    sp, events = _run_images(base_landmarks, base_crop, lift, grey_from=60)
+    kinds = [(e.kind, e.onset.index, e.apex.index, e.offset.index) for e in events]
+    assert len(events) == 1 and events[0].kind == "micro", (kinds, sp.discarded)
+    assert interval_iou((events[0].onset.index, events[0].offset.index), (120, 131)) >= 0.5, kinds
 
 
 def test_flow_cue_drops_a_movement_that_does_not_come_back(base_landmarks, base_crop):

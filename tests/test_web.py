@@ -224,9 +224,10 @@ def test_two_sessions_keep_separate_state(server, clip):
         assert _frames_seen(a) > fa
         folders = {p.name for p in sessions.iterdir()}
         assert len(folders) == 2, folders
-        # Closing B's tab ends its session: its folder (and recognizer) go at once.
+        # Closing B's tab ends its session: its folder (and recognizer) go when Gradio
+        # notices the tab is gone (seconds; longer on a loaded 2-core machine).
         b.close()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while len({p.name for p in sessions.iterdir()}) > 1:
             assert time.monotonic() < deadline, "the closed session's folder was not deleted"
             time.sleep(0.5)

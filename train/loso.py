@@ -221,7 +221,8 @@ def _die_with_parent(parent: int) -> None:
     import ctypes
 
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM)) != 0:  # PR_SET_PDEATHSIG
+            return
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:  # it died while this worker was still starting up
