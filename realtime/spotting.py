@@ -104,8 +104,9 @@ class SpottingConfig:
         flow_noise_floor, flow_noise_init, flow_z, flow_min: `noise_floor`, `noise_init`,
             `bump_z` and `bump_min` of the transient detector on the flow cue, whose quiet
             level is several times lower than the landmarks' (flow is measured over many
-            pixels at once: 0.02-0.06 % IOD RMS on the synthetic videos). With the
-            landmarks' start-up guess of 1.0 the flow detector stayed deaf for ~5 s.
+            pixels at once: 0.02-0.07 % IOD RMS on the synthetic videos, seeds 0-7). With
+            the landmarks' start-up guess of 1.0, a test's 2 % IOD micro-expression 1.5 s
+            after the flow started scored z 3.7, below `flow_z`, and was missed.
         return_window_ms, return_frac: on the flow cue a micro event must return: some
             frame within `return_window_ms` (at most `bump_lag_ms`, as far as the buffer
             reaches) after its offset is back within `return_frac` of the apex's
