@@ -1,7 +1,8 @@
-"""Face landmarks (MediaPipe Face Mesh) and the similarity alignment shared by training and
-the live recognizer.
+"""Face landmarks (MediaPipe's face landmarker), blendshapes, and the similarity alignment
+shared by training and the live recognizer.
 
-`FaceMesh.detect(frame)` gives 478 landmarks of the largest face, or a `NoFace` value;
+`FaceMesh.detect(frame)` gives 478 landmarks, 52 blendshape scores and the head pose of the
+largest face, or a `NoFace` value;
 `align_face(frame, landmarks)` warps the frame to a canonical square crop in which the eye
 centres and the mouth centre sit at fixed positions (the paper aligns with five dlib
 landmarks; we use the mesh's eye corners and mouth instead).
@@ -9,7 +10,10 @@ landmarks; we use the mesh's eye corners and mouth instead).
 
 from __future__ import annotations
 
+import atexit
+import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -21,6 +25,13 @@ LEFT_EYE_CORNERS = (362, 263)  # inner, outer
 # Corners 61/291 plus lip midpoints 0/17: the mean moves less under AU12 than corners alone.
 MOUTH_POINTS = (61, 291, 0, 17)
 NUM_LANDMARKS = 478
+
+# MediaPipe's face landmarker v2 with blendshapes (Apache-2.0; provenance and licence in
+# moext/assets/README.md). Shipped inside the package: nothing is downloaded at run time.
+TASK_MODEL = Path(__file__).resolve().parent / "assets" / "face_landmarker_v2_with_blendshapes.task"
+# Which landmarker made a set of landmarks; preprocessing caches record it (a cache made by
+# another landmarker is refused, never mixed with live crops).
+LANDMARKER_ID = "mediapipe-tasks-face-landmarker-v2"
 
 # Canonical positions as fractions of the crop side. The eye line at 0.38 and the mouth at
 # 0.74 keep brows, lids and chin in the crop (our choice; inter-ocular distance = 0.32 side).
@@ -36,12 +47,18 @@ class FaceDetection:
     Attributes:
         landmarks: (478, 2) float32, x, y in frame pixels.
         box: (x0, y0, x1, y1) landmark bounding box in frame pixels.
-        num_faces: how many faces the mesh saw (the largest is returned).
+        num_faces: how many faces the landmarker saw (the largest is returned).
+        blendshapes: (52,) float32 scores in [0, 1] (`moext.blendshapes.BLENDSHAPE_NAMES`
+            order), or None when the tracker was asked not to compute them.
+        head_pose: (4, 4) float32 facial transformation matrix (canonical face -> camera,
+            rotation and translation, cm), or None (the fast tracker has none).
     """
 
     landmarks: np.ndarray
     box: tuple[float, float, float, float]
     num_faces: int = 1
+    blendshapes: np.ndarray | None = None
+    head_pose: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -144,88 +161,182 @@ def align_face(
     return AlignedFace(crop=crop, landmarks=apply_transform(m, landmarks), transform=m)
 
 
-def _landmarks_slow(landmark_list, w: int, h: int) -> np.ndarray:
-    return np.array([(p.x * w, p.y * h) for p in landmark_list.landmark], dtype=np.float32)
+
+@lru_cache(maxsize=None)
+def task_member(name: str) -> bytes:
+    """One model file from the shipped `.task` archive, read into memory."""
+    if not TASK_MODEL.is_file():
+        raise FileNotFoundError(
+            f"the face model {TASK_MODEL} is missing; reinstall moext (pip install -e .)"
+        )
+    with zipfile.ZipFile(TASK_MODEL) as z:
+        return z.read(name)
 
 
-# A NormalizedLandmarkList whose landmarks carry exactly x, y, z serialises to 17 bytes per
-# landmark: 0x0a 0x0f (field 1, length 15), then 0x0d x, 0x15 y, 0x1d z (fixed32 floats).
-_RECORD = 17
-_RECORD_TAGS = {0: 0x0A, 1: 0x0F, 2: 0x0D, 7: 0x15, 12: 0x1D}
+def _check_frame(frame_bgr) -> str | None:
+    """Why a frame cannot go to a landmarker, or None. Types are the caller's business (the
+    recognizer refuses them at its door with a ValueError); this covers empty/odd shapes."""
+    if frame_bgr is None or not hasattr(frame_bgr, "ndim"):
+        return f"not an image ({type(frame_bgr).__name__})"
+    if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.size == 0:
+        return f"not an HxWx3 image (shape {frame_bgr.shape})"
+    return None
 
 
-def landmarks_to_array(landmark_list, w: int, h: int) -> np.ndarray:
-    """A MediaPipe `NormalizedLandmarkList` -> (N, 2) float32 pixel coordinates.
+def _box(pts: np.ndarray) -> tuple[float, float, float, float]:
+    x0, y0 = pts.min(0)
+    x1, y1 = pts.max(0)
+    return float(x0), float(y0), float(x1), float(y1)
 
-    Reading 478 protobuf messages attribute by attribute costs ~0.6 ms per frame; the
-    serialised bytes have a fixed layout when every landmark holds exactly x, y, z, so they
-    are read as a strided float view (0.14 ms measured here). Any other layout (visibility or presence set,
-    a default-valued field omitted) takes the attribute path, which gives the same numbers.
-    """
-    raw = np.frombuffer(landmark_list.SerializeToString(), np.uint8)
-    n = len(landmark_list.landmark)
-    if n == 0 or raw.size != n * _RECORD:
-        return _landmarks_slow(landmark_list, w, h)
-    rec = raw.reshape(n, _RECORD)
-    if any((rec[:, col] != tag).any() for col, tag in _RECORD_TAGS.items()):
-        return _landmarks_slow(landmark_list, w, h)
-    xy = np.stack([rec[:, 3:7].copy().view("<f4")[:, 0], rec[:, 8:12].copy().view("<f4")[:, 0]], 1)
-    return (xy * np.array([w, h], np.float32)).astype(np.float32)
+
+# Every open FaceLandmarker, held here so that none is ever freed by the cyclic garbage
+# collector: mediapipe 1.2 closes a landmarker in `__del__` through a worker thread, and when
+# the landmarker sits in a reference cycle the collector first fires the weak reference that
+# tells that thread to exit, then runs `__del__`, which waits for it forever (seen as a hung
+# test run). Held here, a landmarker is closed by `FaceMesh.close`, by `FaceMesh.__del__`
+# (its thread still alive), or at exit.
+_OPEN_LANDMARKERS: set = set()
+
+
+@atexit.register
+def _close_open_landmarkers() -> None:
+    for lm in list(_OPEN_LANDMARKERS):
+        _OPEN_LANDMARKERS.discard(lm)
+        lm.close()
 
 
 class FaceMesh:
-    """MediaPipe Face Mesh (legacy `solutions.face_mesh`, model shipped inside the wheel).
+    """MediaPipe's Tasks `FaceLandmarker` with the shipped face landmarker v2: 478 landmarks
+    (irises included), 52 blendshape scores and the head pose of each face in one call.
 
-    In video mode the mesh tracks landmarks from the previous frame and only re-runs the
-    detector when tracking is lost, which is both faster and less jittery; feed frames of
-    one stream in order. For unrelated still images use `video_mode=False`.
+    In video mode (`RunningMode.VIDEO`) the landmarker tracks the face from the previous
+    frame and re-runs its detector only when tracking is lost, which is both faster and
+    less jittery: feed frames of one stream in order, with their timestamps (ms; a counter
+    stands in when none is given). For unrelated still images use `video_mode=False`. A
+    change of frame size restarts tracking (a new stream).
+
+    Blendshapes come from `moext.blendshapes.BlendshapeModel` on the returned landmarks, the
+    step `FastFaceTracker` shares (mediapipe's own blendshape output agrees with it to 1e-5,
+    tested), so the landmarker itself is asked for landmarks and head pose only.
+
+    Args:
+        video_mode: track across frames (True) or treat each frame alone (False).
+        max_faces: faces to look for; the largest is returned.
+        min_detection_confidence, min_tracking_confidence: the landmarker's thresholds.
+        blendshapes: compute the 52 scores (~0.4 ms a face).
+        head_pose: ask for the facial transformation matrix.
+        min_face_size: faces whose landmark box is smaller than this many pixels on its
+            longer side are refused as "face too small" (a few noisy pixels after a real
+            face can keep a tracker going).
     """
 
     def __init__(
         self,
         video_mode: bool = True,
-        max_faces: int = 2,
-        refine: bool = True,
+        max_faces: int = 1,
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
+        blendshapes: bool = True,
+        head_pose: bool = True,
+        min_face_size: float = 24.0,
     ) -> None:
-        import mediapipe as mp  # imported here: it is slow to import and only this needs it
-
         self.video_mode = video_mode
-        self.refine = refine
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=not video_mode,
-            max_num_faces=max_faces,
-            refine_landmarks=refine,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        )
+        self.max_faces = max_faces
+        self.min_face_size = float(min_face_size)
+        self._conf = (min_detection_confidence, min_tracking_confidence)
+        self._head_pose = head_pose
+        self._bs = _blendshape_model() if blendshapes else None
+        self._landmarker = None
+        self._shape: tuple[int, ...] | None = None
+        self._t = -1
+        self._open()
 
-    def detect(self, frame_bgr: np.ndarray) -> FaceDetection | NoFace:
-        """Landmarks of the largest face in an HWC uint8 BGR frame, or `NoFace`."""
-        if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.size == 0:
-            shape = None if frame_bgr is None else frame_bgr.shape
-            return NoFace(f"not an HxWx3 image (shape {shape})")
+    def _open(self) -> None:
+        from moext._quiet import quiet_native_logs
+
+        with quiet_native_logs():
+            import mediapipe as mp  # imported here: slow to import, and only this needs it
+            from mediapipe.tasks.python import BaseOptions, vision
+
+            det, trk = self._conf
+            opts = vision.FaceLandmarkerOptions(
+                base_options=BaseOptions(model_asset_buffer=task_member_all()),
+                running_mode=vision.RunningMode.VIDEO if self.video_mode else vision.RunningMode.IMAGE,
+                num_faces=self.max_faces,
+                min_face_detection_confidence=det,
+                min_face_presence_confidence=trk,
+                min_tracking_confidence=trk,
+                output_face_blendshapes=False,
+                output_facial_transformation_matrixes=self._head_pose,
+            )
+            self._landmarker = vision.FaceLandmarker.create_from_options(opts)
+        _OPEN_LANDMARKERS.add(self._landmarker)
+        self._mp = mp
+        self._first = True
+
+    def detect(self, frame_bgr: np.ndarray, timestamp_ms: float | None = None) -> FaceDetection | NoFace:
+        """Landmarks of the largest face in an HWC uint8 BGR frame, or `NoFace`.
+
+        `timestamp_ms` (video mode): the frame's time; must increase from call to call (a
+        value not after the previous one is nudged 1 ms past it, as the landmarker refuses
+        it otherwise).
+        """
+        bad = _check_frame(frame_bgr)
+        if bad:
+            return NoFace(bad)
+        if self._shape is not None and frame_bgr.shape != self._shape:
+            self.close()  # new frame size: a new stream, no tracking carried over
+            self._t = -1
+            self._open()
+        self._shape = frame_bgr.shape
         h, w = frame_bgr.shape[:2]
         # cv2.cvtColor, not frame[:, :, ::-1]: copying a reversed-stride view costs 2.4 ms
         # on a 640x360 frame here, cvtColor 0.03 ms.
         rgb = cv2.cvtColor(np.ascontiguousarray(frame_bgr), cv2.COLOR_BGR2RGB)
-        result = self._mesh.process(rgb)
-        faces = result.multi_face_landmarks
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
+        if self.video_mode:
+            t = int(round(timestamp_ms)) if timestamp_ms is not None else self._t + 33
+            self._t = max(t, self._t + 1)
+            call = lambda: self._landmarker.detect_for_video(image, self._t)  # noqa: E731
+        else:
+            call = lambda: self._landmarker.detect(image)  # noqa: E731
+        if self._first:  # the graph's first run logs warnings of its own
+            from moext._quiet import quiet_native_logs
+
+            with quiet_native_logs():
+                result = call()
+            self._first = False
+        else:
+            result = call()
+        faces = result.face_landmarks
         if not faces:
             return NoFace("no face found")
-        best, best_area, best_box = None, -1.0, None
-        for face in faces:
-            pts = landmarks_to_array(face, w, h)
-            x0, y0 = pts.min(0)
-            x1, y1 = pts.max(0)
-            area = float((x1 - x0) * (y1 - y0))
+        best, best_area, k_best = None, -1.0, 0
+        for k, face in enumerate(faces):
+            pts = np.array([(p.x, p.y) for p in face], dtype=np.float32) * np.array([w, h], np.float32)
+            x0, y0, x1, y1 = _box(pts)
+            area = (x1 - x0) * (y1 - y0)
             if area > best_area:
-                best, best_area, best_box = pts, area, (float(x0), float(y0), float(x1), float(y1))
-        return FaceDetection(landmarks=best, box=best_box, num_faces=len(faces))
+                best, best_area, k_best = pts, area, k
+        box = _box(best)
+        if max(box[2] - box[0], box[3] - box[1]) < self.min_face_size:
+            return NoFace(f"face too small ({box[2] - box[0]:.0f}x{box[3] - box[1]:.0f} px, "
+                          f"min_face_size {self.min_face_size:.0f})")
+        pose = None
+        if self._head_pose and result.facial_transformation_matrixes:
+            pose = np.asarray(result.facial_transformation_matrixes[k_best], np.float32)
+        bs = self._bs.predict(best) if self._bs is not None else None
+        return FaceDetection(landmarks=best, box=box, num_faces=len(faces), blendshapes=bs, head_pose=pose)
 
     def close(self) -> None:
-        self._mesh.close()
+        lm, self._landmarker = getattr(self, "_landmarker", None), None
+        if lm is not None:
+            # Explicitly, never from mediapipe's own __del__ (see _OPEN_LANDMARKERS).
+            _OPEN_LANDMARKERS.discard(lm)
+            lm.close()
+
+    def __del__(self) -> None:
+        self.close()
 
     def __enter__(self) -> "FaceMesh":
         return self
@@ -234,21 +345,30 @@ class FaceMesh:
         self.close()
 
 
-# --- a faster tracker: MediaPipe's face-landmark model run directly ------------------------
+@lru_cache(maxsize=1)
+def task_member_all() -> bytes:
+    """The whole shipped `.task` archive (what `FaceLandmarker` takes as its model)."""
+    if not TASK_MODEL.is_file():
+        raise FileNotFoundError(
+            f"the face model {TASK_MODEL} is missing; reinstall moext (pip install -e .)"
+        )
+    return TASK_MODEL.read_bytes()
 
-LANDMARK_MODEL_INPUT = 192  # side of face_landmark.tflite's input
-MESH_LANDMARKS = 468  # face_landmark.tflite: the mesh without the 10 iris points
+
+def _blendshape_model():
+    from moext.blendshapes import BlendshapeModel
+
+    return BlendshapeModel()
+
+
+# --- a faster tracker: the landmark model run directly ------------------------------------
+
+LANDMARK_MODEL_INPUT = 192  # side of face_landmarks_detector.tflite's input
+MESH_LANDMARKS = 468  # the mesh without the 10 iris points
 # ROI of the next frame from this frame's landmarks, as MediaPipe's own face-mesh graph
 # does it: the landmarks' box in the eye-line frame (outer eye corners 33 -> 263), made
 # square on its long side and enlarged 1.5x.
 ROI_SCALE = 1.5
-
-
-def landmark_model_path() -> Path:
-    """`face_landmark.tflite` inside the installed mediapipe wheel (no download)."""
-    import mediapipe
-
-    return Path(mediapipe.__file__).parent / "modules" / "face_landmark" / "face_landmark.tflite"
 
 
 def roi_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
@@ -266,39 +386,45 @@ def roi_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
 
 
 class FastFaceTracker:
-    """468 face-mesh landmarks per frame at a fraction of `FaceMesh`'s cost.
+    """478 face-mesh landmarks (and blendshapes) per frame at a fraction of `FaceMesh`'s cost.
 
-    MediaPipe's legacy face-mesh graph costs 6-8 ms a frame here; the landmark model inside
-    it, run by itself with LiteRT (`ai-edge-litert`), ~2 ms. This tracker does what the
-    graph does between detections: crop the face from the ROI the previous frame's
-    landmarks give (`roi_from_landmarks`), run `face_landmark.tflite` (the one in the
-    mediapipe wheel) on it, map the 468 points back, and keep tracking while the model's
-    face score stays above `min_tracking_confidence`. When there is no track (first frame,
-    face lost) `FaceMesh` in still-image mode finds the face (detector + mesh: slower, but only then).
-
-    Differences from `FaceMesh(refine=True)`: no iris points (468, not 478) and no attention
-    refinement around eyes and lips; the motion and alignment code use only the first 468.
+    This tracker does what the landmarker's graph does between detections, with less
+    around it: crop the face from the ROI the previous frame's landmarks give
+    (`roi_from_landmarks`), run the landmark model of the shipped `.task`
+    (`face_landmarks_detector.tflite`, 478 points with irises) with LiteRT
+    (`ai-edge-litert`), map the points back, and keep tracking while the model's face score
+    stays above `min_tracking_confidence`. When there is no track (first frame, face lost)
+    `FaceMesh` in still-image mode finds the face (detector + mesh: slower, but only then).
+    Blendshapes: the same `BlendshapeModel` step as `FaceMesh`. No head pose.
     Same interface as `FaceMesh` (detect / close); one face.
     """
 
     def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
-                 threads: int = 1) -> None:
+                 threads: int = 1, blendshapes: bool = True, min_face_size: float = 24.0) -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as e:
             raise ImportError(
                 f"the fast landmark tracker needs ai-edge-litert ({e}); pip install ai-edge-litert, "
-                "or use the default MediaPipe face mesh"
+                "or use the default MediaPipe face landmarker"
             ) from None
-        self._model = Interpreter(model_path=str(landmark_model_path()), num_threads=threads)
-        self._model.allocate_tensors()
+        from moext._quiet import quiet_native_logs
+
+        with quiet_native_logs():
+            self._model = Interpreter(model_content=task_member("face_landmarks_detector.tflite"),
+                                      num_threads=threads)
+            self._model.allocate_tensors()
         self._in = self._model.get_input_details()[0]["index"]
         outs = {int(np.prod(o["shape"])): o["index"] for o in self._model.get_output_details()}
-        self._out_pts, self._out_score = outs[MESH_LANDMARKS * 3], outs[1]
+        self._out_pts, self._out_score = outs[NUM_LANDMARKS * 3], outs[1]
         self.min_tracking_confidence = min_tracking_confidence
-        self._detector = FaceMesh(video_mode=False, max_faces=1, refine=False,
-                                  min_detection_confidence=min_detection_confidence)
+        self.min_face_size = float(min_face_size)
+        self._bs = _blendshape_model() if blendshapes else None
+        self._detector = FaceMesh(video_mode=False, max_faces=1, blendshapes=False, head_pose=False,
+                                  min_detection_confidence=min_detection_confidence,
+                                  min_face_size=min_face_size)
         self._roi: np.ndarray | None = None
+        self._shape: tuple[int, ...] | None = None
         self.redetections = 0
 
     def _track(self, frame_bgr: np.ndarray, roi: np.ndarray) -> tuple[np.ndarray, float]:
@@ -308,14 +434,17 @@ class FastFaceTracker:
         x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 255.0)
         self._model.set_tensor(self._in, x[None])
         self._model.invoke()
-        pts = self._model.get_tensor(self._out_pts).reshape(MESH_LANDMARKS, 3)[:, :2]
+        pts = self._model.get_tensor(self._out_pts).reshape(NUM_LANDMARKS, 3)[:, :2]
         score = float(1.0 / (1.0 + np.exp(-self._model.get_tensor(self._out_score).item())))
         return apply_transform(roi, pts), score
 
-    def detect(self, frame_bgr: np.ndarray) -> FaceDetection | NoFace:
-        if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.size == 0:
-            shape = None if frame_bgr is None else frame_bgr.shape
-            return NoFace(f"not an HxWx3 image (shape {shape})")
+    def detect(self, frame_bgr: np.ndarray, timestamp_ms: float | None = None) -> FaceDetection | NoFace:
+        bad = _check_frame(frame_bgr)
+        if bad:
+            return NoFace(bad)
+        if frame_bgr.shape != self._shape:
+            self._roi = None  # new frame size: a new stream
+            self._shape = frame_bgr.shape
         if self._roi is not None:
             pts, score = self._track(frame_bgr, self._roi)
             if score < self.min_tracking_confidence:
@@ -326,14 +455,20 @@ class FastFaceTracker:
                 return det
             self.redetections += 1
             # The detection's own landmarks only seed the ROI: every returned set comes from
-            # the same model, so a re-detection does not jump between two landmark models.
+            # the same model run the same way, so a re-detection does not jump between two
+            # pipelines.
             pts, score = self._track(frame_bgr, roi_from_landmarks(det.landmarks))
             if score < self.min_tracking_confidence:
                 return NoFace("no face found")
+        box = _box(pts)
+        if max(box[2] - box[0], box[3] - box[1]) < self.min_face_size:
+            self._roi = None
+            return NoFace(f"face too small ({box[2] - box[0]:.0f}x{box[3] - box[1]:.0f} px, "
+                          f"min_face_size {self.min_face_size:.0f})")
         self._roi = roi_from_landmarks(pts)
-        x0, y0 = pts.min(0)
-        x1, y1 = pts.max(0)
-        return FaceDetection(pts.astype(np.float32), (float(x0), float(y0), float(x1), float(y1)), 1)
+        pts = pts.astype(np.float32)
+        bs = self._bs.predict(pts) if self._bs is not None else None
+        return FaceDetection(pts, box, 1, blendshapes=bs)
 
     def close(self) -> None:
         self._detector.close()

@@ -211,7 +211,7 @@ class Recognizer:
                 return FastFaceTracker()
             except ImportError as e:  # ai-edge-litert missing: say so, no traceback
                 raise RecognizerError(str(e)) from None
-        return FaceMesh(video_mode=True, max_faces=self.config.max_faces, refine=True)
+        return FaceMesh(video_mode=True, max_faces=self.config.max_faces)
 
     # -- state ------------------------------------------------------------------------
 

@@ -30,7 +30,10 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 @contextmanager
 def _opencv_quiet():
     """Silence OpenCV's own log lines while probing a source: our one-line error says it."""
-    get, set_ = getattr(cv2, "getLogLevel", None), getattr(cv2, "setLogLevel", None)
+    # OpenCV 4 has cv2.getLogLevel/setLogLevel; OpenCV 5 keeps them in cv2.utils.logging.
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    get = getattr(cv2, "getLogLevel", None) or getattr(log, "getLogLevel", None)
+    set_ = getattr(cv2, "setLogLevel", None) or getattr(log, "setLogLevel", None)
     if get is None or set_ is None:
         yield
         return

@@ -1,4 +1,5 @@
-"""Face mesh + alignment on a real photo (scikit-image's astronaut, public domain)."""
+"""Face landmarker, blendshapes and alignment on a real photo (scikit-image's astronaut,
+public domain)."""
 
 from __future__ import annotations
 
@@ -139,36 +140,87 @@ def test_crops_to_array_rejects_bad_input():
     assert x[2].mean() > 1 and x[0].mean() < -1
 
 
-def test_landmark_bytes_reader_matches_attribute_reader(photo, mesh):
-    from mediapipe.framework.formats import landmark_pb2
+def test_our_blendshapes_agree_with_mediapipes_face_landmarker(photo):
+    """Our landmark subset and normalisation (moext.blendshapes) against mediapipe's own
+    FaceLandmarker with its blendshape output on, on the same frames: within 1e-4."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
 
-    from moext.face import _landmarks_slow, landmarks_to_array
+    from moext.blendshapes import BLENDSHAPE_NAMES, BlendshapeModel
+    from moext.face import task_member_all
 
-    rng = np.random.default_rng(0)
-    full = landmark_pb2.NormalizedLandmarkList()
-    for x, y, z in rng.uniform(0.01, 0.99, (478, 3)):
-        full.landmark.add(x=x, y=y, z=z)
-    fast = landmarks_to_array(full, 640, 360)
-    assert fast.shape == (478, 2) and fast.dtype == np.float32
-    np.testing.assert_array_equal(fast, _landmarks_slow(full, 640, 360))
-    # Layouts the byte reader must not misread: a zero coordinate is omitted from the bytes,
-    # and visibility adds a field. Both must still give the attribute reader's numbers.
-    odd = landmark_pb2.NormalizedLandmarkList()
-    odd.CopyFrom(full)
-    odd.landmark[5].x = 0.0
-    odd.landmark[9].visibility = 0.5
-    np.testing.assert_array_equal(landmarks_to_array(odd, 640, 360), _landmarks_slow(odd, 640, 360))
-    assert landmarks_to_array(odd, 640, 360)[5, 0] == 0.0
+    opts = vision.FaceLandmarkerOptions(
+        base_options=BaseOptions(model_asset_buffer=task_member_all()),
+        running_mode=vision.RunningMode.IMAGE, num_faces=1, output_face_blendshapes=True)
+    ours = BlendshapeModel()
+    frames = [photo]
+    for angle, scale in ((12.0, 1.2), (-8.0, 0.8)):  # the face rolled and resized
+        m = cv2.getRotationMatrix2D((256, 256), angle, scale)
+        frames.append(cv2.warpAffine(photo, m, (512, 512), borderMode=cv2.BORDER_REPLICATE))
+    frames.append(cv2.resize(photo, (640, 360)))  # a non-square frame (x and y scale apart)
+    landmarker = vision.FaceLandmarker.create_from_options(opts)
+    try:
+        worst = 0.0
+        for f in frames:
+            h, w = f.shape[:2]
+            res = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB,
+                                             data=cv2.cvtColor(f, cv2.COLOR_BGR2RGB)))
+            assert res.face_landmarks, "mediapipe found no face"
+            theirs = np.array([c.score for c in res.face_blendshapes[0]], np.float32)
+            assert [c.category_name for c in res.face_blendshapes[0]] == list(BLENDSHAPE_NAMES)
+            pts = np.array([(p.x * w, p.y * h) for p in res.face_landmarks[0]], np.float32)
+            mine = ours.predict(pts)
+            assert mine.shape == (52,) and mine.dtype == np.float32
+            worst = max(worst, float(np.abs(mine - theirs).max()))
+        assert worst < 1e-4, worst
+    finally:
+        landmarker.close()
+
+
+def test_facemesh_returns_blendshapes_and_head_pose(photo, mesh):
+    det = mesh.detect(photo)
+    assert det.blendshapes.shape == (52,) and det.blendshapes.dtype == np.float32
+    assert 0.0 <= det.blendshapes.min() and det.blendshapes.max() <= 1.0
+    assert det.head_pose.shape == (4, 4)
+    # The astronaut faces the camera: the rotation part is close to identity.
+    rot = det.head_pose[:3, :3] / np.linalg.norm(det.head_pose[:3, 0])
+    assert np.degrees(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1, 1))) < 25
+
+
+def test_tiny_faces_are_refused_and_frame_size_change_restarts_tracking(photo):
+    with FaceMesh(video_mode=True) as vm:
+        assert isinstance(vm.detect(photo, 0), FaceDetection)
+        small = cv2.resize(photo, (40, 40), interpolation=cv2.INTER_AREA)
+        # The frame size changed: tracking restarts, and a face this small is no face.
+        got = vm.detect(small, 33)
+        assert isinstance(got, NoFace)
+        rng = np.random.default_rng(0)
+        noise = rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)
+        got = vm.detect(noise, 66)
+        assert isinstance(got, NoFace), got
+    with FaceMesh(video_mode=False, min_face_size=400) as big_only:
+        got = big_only.detect(photo)
+        assert isinstance(got, NoFace) and "too small" in got.reason
+
+
+def test_no_legacy_mediapipe_api_left():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    hits = [str(p) for d in ("moext", "realtime", "train", "benchmarks")
+            for p in (root / d).rglob("*.py") if "mediapipe.solutions" in p.read_text()
+            or "mp.solutions" in p.read_text()]
+    assert not hits, hits
 
 
 def test_fast_tracker_follows_the_face_like_the_mesh(photo, mesh):
-    from moext.face import MESH_LANDMARKS, FastFaceTracker
+    from moext.face import FastFaceTracker
 
-    ref = _detect(mesh, photo)[:MESH_LANDMARKS]
+    ref = _detect(mesh, photo)
     iod = inter_ocular_distance(ref)
     with FastFaceTracker() as fast:
         first = fast.detect(photo)
-        assert isinstance(first, FaceDetection) and first.landmarks.shape == (MESH_LANDMARKS, 2)
+        assert isinstance(first, FaceDetection) and first.landmarks.shape == (NUM_LANDMARKS, 2)
         # Same model family, same topology: points land close to the mesh's own.
         assert np.linalg.norm(first.landmarks - ref, axis=1).mean() < 0.05 * iod
         # Tracking: the photo moves 12 px right and 6 px down over 6 frames.
@@ -184,3 +236,5 @@ def test_fast_tracker_follows_the_face_like_the_mesh(photo, mesh):
         assert isinstance(fast.detect(photo), FaceDetection)
         assert fast.redetections == 2
         assert isinstance(fast.detect(np.zeros((10, 10), np.uint8)), NoFace)
+        # Both landmark sources share the blendshape step.
+        assert first.blendshapes.shape == (52,)

@@ -140,7 +140,7 @@ def test_fast_landmarks_run_the_whole_recognizer(cache):
             out.append(r)
             if len(out) >= 60:
                 break
-    assert all(r.face_found for r in out) and out[-1].landmarks.shape == (468, 2)
+    assert all(r.face_found for r in out) and out[-1].landmarks.shape == (478, 2)
     assert any(r.probabilities for r in out)  # a reference was taken, the classifier ran
     rec.close()
     with pytest.raises(ValueError, match="choose mesh or fast"):

@@ -187,7 +187,8 @@ def _lift(grey: np.ndarray, points: np.ndarray, groups: list[str], amount: float
     h, w = grey.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     shift = _lift_weight(xx, yy, points, groups) * amount / 100 * inter_ocular(points)
-    return cv2.remap(grey, xx, yy + shift, cv2.INTER_LINEAR)
+    # float32 maps: OpenCV 5 misreads a float64 second map beside a float32 first one.
+    return cv2.remap(grey, xx, (yy + shift).astype(np.float32), cv2.INTER_LINEAR)
 
 
 def test_flow_meter_sees_a_local_warp_and_not_the_crops_own_shift(base_crop):
