@@ -267,7 +267,9 @@ class Renderer:
         if rigid is None:
             qx, qy = gx, gy
         else:  # backward map: output pixel p shows the resting face at A^-1 p
-            inv = cv2.invertAffineTransform(rigid)
+            # float32 like the grids: OpenCV 5's remap takes float32 maps only, and numpy 2
+            # would promote float32 grids times float64 scalars to float64.
+            inv = cv2.invertAffineTransform(rigid).astype(np.float32)
             qx = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
             qy = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
         if field is not None and amp_px_per_iod != 0.0:
@@ -455,7 +457,7 @@ def _reshape_face(face: np.ndarray, lm: np.ndarray, rng: np.random.Generator) ->
                 moves[i] = moves.get(i, 0.0) + k * iod * (sgn * dx * ex + dy * ey)
     peak = max(np.linalg.norm(v) for v in moves.values())
     unit = landmark_field(lm, moves, face.shape[:2], SHAPE_SIGMA_IOD * iod)
-    d = unit * peak
+    d = unit * np.float32(peak)  # float32: OpenCV 5's remap refuses float64 maps
     h, w = face.shape[:2]
     gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
     return cv2.remap(face, gx - d[..., 0], gy - d[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
