@@ -215,9 +215,9 @@ def markdown(args, work, tested, results, timings, total_s) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from moext.io import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def main() -> None:

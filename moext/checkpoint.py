@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from moext.io import atomic_save, atomic_write_text
 
 FORMAT = "moext-checkpoint"
 FORMAT_VERSION = 1
@@ -34,15 +35,6 @@ class CheckpointError(ValueError):
 
 def config_path(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -67,10 +59,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, extra: dict[str, Any] | 
         "extra": extra or {},
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(state, str(tmp), metadata={"format": FORMAT, "kind": kind})
-    _atomic_write_bytes(config_path(path), json.dumps(meta, indent=2).encode())
-    os.replace(tmp, path)
+    atomic_save(path, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT, "kind": kind}))
+    atomic_write_text(config_path(path), json.dumps(meta, indent=2))
     return path
 
 

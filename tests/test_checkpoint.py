@@ -118,3 +118,36 @@ def test_unknown_config_field_is_named(tmp_path, tiny_cfg):
     path.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="wings"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_checkpoint_and_state_files_follow_the_umask(tmp_path, tiny_cfg, mask):
+    """safetensors creates its files 0600: a shared group could not read trained weights."""
+    import os
+
+    from moext.io import atomic_save, atomic_write_text
+
+    old = os.umask(mask)
+    try:
+        path = save_checkpoint(MoExtClassifier(tiny_cfg), tmp_path / "clf.safetensors")
+        atomic_save(tmp_path / "state.pt", lambda tmp: torch.save({"a": 1}, tmp))
+        atomic_write_text(tmp_path / "notes.txt", "x")
+    finally:
+        os.umask(old)
+    for p in (path, path.with_suffix(".json"), tmp_path / "state.pt", tmp_path / "notes.txt"):
+        assert oct(p.stat().st_mode & 0o777) == oct(0o666 & ~mask), p
+    assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_atomic_save_leaves_the_old_file_when_the_writer_fails(tmp_path):
+    from moext.io import atomic_save, atomic_write_text
+
+    target = atomic_write_text(tmp_path / "run.json", "old")
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save(target, broken)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]

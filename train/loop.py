@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from moext import save_checkpoint
+from moext.io import atomic_save, atomic_write_text
 from train import distributed
 from train.config import RunConfig, TrainError
 from train.data import make_loader
@@ -37,12 +37,6 @@ class FitResult:
     digests: list[str] = field(default_factory=list)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _to(batch, device: torch.device):
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -52,9 +46,7 @@ def _to(batch, device: torch.device):
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_save(path, lambda tmp: torch.save(state, tmp))
 
 
 def check_out_dir(out_dir: Path, resume: bool, d: distributed.Dist, run: RunConfig | None = None) -> None:

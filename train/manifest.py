@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from moext.io import atomic_write_text
+
 MANIFEST = "manifest.jsonl"
 PATH_FIELDS = ("onset", "apex")
 
@@ -92,11 +94,5 @@ def append_row(cache_dir: str | Path, row: dict[str, Any]) -> None:
 
 def rewrite_rows(cache_dir: str | Path, rows: list[dict[str, Any]]) -> None:
     """Replace the manifest atomically (temp file + os.replace)."""
-    path = Path(cache_dir) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    atomic_write_text(Path(cache_dir) / MANIFEST, text)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from moext.io import atomic_write_bytes, atomic_write_text
 from train.metrics import confusion, scores
 
 # CDE per-dataset columns in the paper's Table 6 order: manifest dataset id -> title.
@@ -19,19 +19,12 @@ CDE_DATASETS = {"smic-hs": "SMIC-HS", "casme2": "CASME II", "samm": "SAMM"}
 DATASET_TITLES = {**CDE_DATASETS, "casme3": "CAS(ME)³", "macro": "macro"}
 
 
-def _atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, obj: Any) -> None:
-    _atomic(Path(path), json.dumps(obj, indent=2).encode())
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def write_text(path: Path, text: str) -> None:
-    _atomic(Path(path), text.encode())
+    atomic_write_text(path, text)
 
 
 def _figure_bytes(fig) -> bytes:
@@ -72,7 +65,7 @@ def plot_loss_curves(curves: dict[str, list[dict[str, float]]], path: Path, titl
     if not many:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    _atomic(Path(path), _figure_bytes(fig))
+    atomic_write_bytes(path, _figure_bytes(fig))
 
 
 def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> None:
@@ -91,7 +84,7 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: Path, title
             ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.2f}", ha="center", va="center",
                     color="white" if frac[i, j] > 0.5 else "black", fontsize=8)
     ax.set_title(title)
-    _atomic(Path(path), _figure_bytes(fig))
+    atomic_write_bytes(path, _figure_bytes(fig))
 
 
 PRED_FIELDS = ["fold", "subject", "dataset", "sample", "y_true", "y_pred", "true_class", "pred_class"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -53,10 +52,9 @@ def _write_png(path: Path, img) -> None:
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         _fail(f"could not encode the heat map as PNG for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)  # atomic: a killed run never leaves half a PNG
+    from moext.io import atomic_write_bytes
+
+    atomic_write_bytes(path, buf.tobytes())  # a killed run never leaves half a PNG
 
 
 @app.command("explain")

@@ -11,7 +11,6 @@ is retried by the next run.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from moext.io import atomic_write_bytes, atomic_write_text
 from moext.face import FaceDetection, FaceMesh, align_face
 from moext.preprocess import CROP_SIZE
 from train.datasets import Sample, read_dataset
@@ -69,11 +69,8 @@ def _write_png(path: Path, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise OSError(f"could not encode {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(buf.tobytes())
-    os.replace(tmp, path)
+    # No fsync per crop: a crop lost in a power cut has no manifest row yet and is redone.
+    atomic_write_bytes(path, buf.tobytes(), fsync=False)
 
 
 def _read_images(s: Sample, numbers: list[int]) -> dict[int, np.ndarray | None]:
@@ -193,9 +190,7 @@ def _check_settings(cache: Path, dataset: str, root: Path, cfg: PreprocessConfig
             "use another --out, or --restart to redo this dataset"
         )
     settings[dataset] = mine
-    tmp = path.with_name(f".{SETTINGS}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(settings, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(settings, indent=1))
 
 
 def preprocess_dataset(
