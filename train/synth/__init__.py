@@ -1,0 +1,60 @@
+"""Synthetic micro-expressions on real face photos — for tests and demos only.
+
+A real photo (by default scikit-image's public-domain astronaut) is turned into several
+"subjects" by per-subject face-shape, colour, pose and mirror variation. Expressions are
+FACS-like, localized warps driven by the face-mesh landmarks: each action unit (AU) moves a
+few landmarks along the face's own axes, a Gaussian-kernel regression spreads those moves
+into a dense displacement field (zero far from the moving landmarks and at anchor points
+such as the eye corners and the nose), and `cv2.remap` applies the field scaled by an
+onset -> apex -> offset profile. Small rigid head sway, illumination drift and sensor noise
+are added per frame.
+
+Outputs (see `write_dataset`):
+- the CASME II layout (`CASME2_RAW_selected/subXX/EPxx_yy/img{N}.jpg` + a coding sheet with
+  the real columns), so that the real CASME II reader is what tests exercise;
+- macro-expression clips (larger, longer) as frame folders + `labels.csv` for the macro reader;
+- long 30 fps videos with ground-truth intervals (micro, macro, head turns) for spotting,
+  also callable as `make_long_video`.
+
+Modules, in the order the data flows: `aus` (action units as landmark moves, the dense
+field), `identities` (photos -> synthetic subjects), `profiles` (amplitude over time, head
+sway), `render` (one frame), `clips` (a clip's AUs and frames), `dataset` (`write_dataset`:
+the CASME II layout, macro clips, truth), `long_video` (`make_long_video`).
+
+Numbers measured on this data say nothing about real micro-expressions.
+"""
+
+from train.synth.aus import (
+    ANCHORS,
+    AU_MOVES,
+    CASME2_EMOTION,
+    CLASS_AUS,
+    CLASSES,
+    EXPRESSION_SIGMA_IOD,
+    SHAPE_SIGMA_IOD,
+    SURPRISE_AU5,
+    landmark_field,
+)
+from train.synth.clips import ClipTruth, au_code, class_aus, render_clip
+from train.synth.dataset import CASME2_COLUMNS, SHEET_NAME, SynthConfig, write_casme2_sheet, write_dataset
+from train.synth.identities import (
+    IMAGE_SUFFIXES,
+    Identity,
+    SynthError,
+    default_faces,
+    detect_photos,
+    load_faces,
+    make_background,
+    make_identity,
+)
+from train.synth.long_video import LONG_KINDS, make_long_video, plan_events
+from train.synth.profiles import event_profile
+from train.synth.render import Renderer
+
+__all__ = [
+    "ANCHORS", "AU_MOVES", "CASME2_COLUMNS", "CASME2_EMOTION", "CLASS_AUS", "CLASSES", "EXPRESSION_SIGMA_IOD",
+    "IMAGE_SUFFIXES", "LONG_KINDS", "SHAPE_SIGMA_IOD", "SHEET_NAME", "SURPRISE_AU5", "ClipTruth", "Identity",
+    "Renderer", "SynthConfig", "SynthError", "au_code", "class_aus", "default_faces", "detect_photos",
+    "event_profile", "landmark_field", "load_faces", "make_background", "make_identity", "make_long_video",
+    "plan_events", "render_clip", "write_casme2_sheet", "write_dataset",
+]
