@@ -178,6 +178,7 @@ class Prototype:
     core: tuple[str, ...]
     extra: tuple[str, ...] = ()
     unilateral: bool = False  # contempt: one side only
+    excludes: tuple[str, ...] = ()  # a rise of any of these rules it out
 
 
 PROTOTYPES: tuple[Prototype, ...] = (
@@ -186,9 +187,10 @@ PROTOTYPES: tuple[Prototype, ...] = (
     Prototype("surprise", "surprise", ("AU5", "AU26"), ("AU1", "AU2")),
     Prototype("sadness", "negative", ("AU1", "AU4"), ("AU15", "AU17")),
     Prototype("sadness", "negative", ("AU15",), ("AU1", "AU4", "AU17")),
-    Prototype("disgust", "negative", ("AU9",), ("AU10", "AU15", "AU16", "AU17")),
-    Prototype("disgust", "negative", ("AU10",), ("AU9", "AU15", "AU16", "AU17")),
-    Prototype("anger", "negative", ("AU4",), ("AU5", "AU7", "AU24")),
+    # A broad smile raises the upper lip too (AU10 with AU12, teeth showing): not disgust.
+    Prototype("disgust", "negative", ("AU9",), ("AU10", "AU15", "AU16", "AU17"), excludes=("AU12",)),
+    Prototype("disgust", "negative", ("AU10",), ("AU9", "AU15", "AU16", "AU17"), excludes=("AU12",)),
+    Prototype("anger", "negative", ("AU4",), ("AU5", "AU7", "AU24"), excludes=("AU12",)),
     Prototype("contempt", "negative", ("AU14",), ("AU12",), unilateral=True),
     Prototype("repression", "negative", ("AU17",), ("AU15", "AU24")),
     Prototype("fear", "negative", ("AU1", "AU4", "AU20"), ("AU2", "AU5", "AU26")),
@@ -208,12 +210,13 @@ def facs_reading(moved: list[MovedUnit], min_rise: float = 0.04) -> FacsReading:
     """The EMFACS prototype best supported by `moved` (rises only; a unit that relaxed is
     not evidence for an expression). Score: mean rise over the core units, plus half the
     mean rise of the extra units present; a prototype counts only when every core unit rose
-    by `min_rise`. None when nothing matches (e.g. only AU7, or the face relaxed)."""
+    by `min_rise` and none of its `excludes` did. None when nothing matches (e.g. only AU7,
+    or the face relaxed)."""
     rise = {u.code: u.change for u in moved if u.change >= min_rise}
     side = {u.code: u.side for u in moved}
     best, best_score = None, 0.0
     for p in PROTOTYPES:
-        if not all(c in rise for c in p.core):
+        if not all(c in rise for c in p.core) or any(c in rise for c in p.excludes):
             continue
         if p.unilateral and all(side.get(c) == "both" for c in p.core):
             continue

@@ -34,6 +34,9 @@ class BufferedFrame:
         grey_points: the landmarks in `grey`'s pixels.
         flow: (timestamp of an earlier frame, motion from it to this one by optical flow),
             kept so that each pair of frames is measured once.
+        blendshapes: (52,) float32 MediaPipe blendshape scores, or None.
+        au: (A,) float32 action-unit intensities from them (`moext.blendshapes.AU_TABLE`
+            order), or None.
     """
 
     index: int
@@ -45,6 +48,8 @@ class BufferedFrame:
     grey: np.ndarray | None = None
     grey_points: np.ndarray | None = None
     flow: tuple | None = None
+    blendshapes: np.ndarray | None = None
+    au: np.ndarray | None = None
 
 
 class RollingBuffer:

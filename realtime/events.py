@@ -33,6 +33,18 @@ class Event:
         region: the face region that moved most at the apex (brows, eyes or mouth).
         onset_index, apex_index, offset_index: frame numbers of the stream (0-based, counting
             every frame given to `process`).
+        action_units: the FACS action units that moved from onset to apex, largest change
+            first: dicts {au: "AU12", name: "lip corner puller", change: +0.14 (blendshape
+            score units), side: both|left|right} (from MediaPipe's blendshapes; empty when
+            the frames carried none).
+        facs_label: what those units read as, EMFACS-style, in the composite classes
+            (negative / positive / surprise), beside the classifier's `label`, never
+            replacing it; None when no prototype matches. `facs_emotion` names the
+            prototype (happiness, sadness, disgust, ...).
+        cue: what found the movement: "flow", "landmarks" or "action units".
+        truncated: the stream ended or the face left while the movement was still going;
+            the offset is the last frame seen.
+        head_motion: the head moved during it (the action units showed an expression).
     """
 
     onset_ms: float
@@ -46,6 +58,12 @@ class Event:
     onset_index: int
     apex_index: int
     offset_index: int
+    action_units: list[dict[str, Any]] = field(default_factory=list)
+    facs_label: str | None = None
+    facs_emotion: str | None = None
+    cue: str = "landmarks"
+    truncated: bool = False
+    head_motion: bool = False
 
     @property
     def duration_ms(self) -> float:
@@ -55,6 +73,12 @@ class Event:
         d = asdict(self)
         d["duration_ms"] = self.duration_ms
         return d
+
+    def au_text(self) -> str:
+        """The moved action units as people read them: "AU12 lip corner puller +0.14, ..."."""
+        return ", ".join(
+            f"{u['au']} {u['name']}{'' if u['side'] == 'both' else ' (' + u['side'] + ')'} {u['change']:+.2f}"
+            for u in self.action_units)
 
 
 @dataclass
@@ -70,6 +94,11 @@ class FrameResult:
         motion: smoothed motion from the onset reference, % IOD (max over regions); None when
             there is no reference yet (start, face just (re)found, head moving).
         region_motion: region name -> motion (% IOD) for this frame.
+        blendshapes: (52,) float32 MediaPipe blendshape scores of this frame
+            (`moext.blendshapes.BLENDSHAPE_NAMES`), or None without a face.
+        action_units: FACS action unit -> intensity (0..1) from the blendshapes
+            ("AU12": 0.41, ...; `moext.blendshapes.AU_TABLE`), empty without a face. These
+            carry each person's baseline: compare with the onset, as events do.
         state: spotting state: "waiting" (no reference yet), "quiet", "active" (inside a
             movement), "settling" (after head motion or a long movement).
         probabilities: class name -> probability of the classifier on (onset reference,
@@ -89,6 +118,8 @@ class FrameResult:
     landmarks: np.ndarray | None = None
     motion: float | None = None
     region_motion: dict[str, float] = field(default_factory=dict)
+    blendshapes: np.ndarray | None = None
+    action_units: dict[str, float] = field(default_factory=dict)
     state: str = "waiting"
     probabilities: dict[str, float] | None = None
     label: str | None = None
@@ -100,7 +131,8 @@ class FrameResult:
 
 EVENT_FIELDS = [
     "onset_ms", "apex_ms", "offset_ms", "duration_ms", "kind", "label", "amplitude", "region",
-    "onset_index", "apex_index", "offset_index",
+    "onset_index", "apex_index", "offset_index", "facs_label", "facs_emotion", "action_units",
+    "cue", "truncated", "head_motion",
 ]
 
 
@@ -127,6 +159,10 @@ class EventWriter:
     def write(self, ev: Event) -> None:
         d = ev.to_dict()
         if self.csv:
+            d["action_units"] = "; ".join(f"{u['au']} {u['change']:+.3f}"
+                                          + ("" if u["side"] == "both" else f" {u['side']}")
+                                          for u in ev.action_units)
+            d["truncated"], d["head_motion"] = int(ev.truncated), int(ev.head_motion)
             row = [_fmt(d[k]) for k in EVENT_FIELDS]
             row += [_fmt(ev.probabilities.get(c)) for c in self.class_names]
             self._w.writerow(row)
@@ -145,13 +181,21 @@ class FrameWriter:
     """One CSV row per frame, like OpenFace's per-frame CSV.
 
     Columns: frame, timestamp_ms, face_found, state, motion (% IOD), motion_<region>...,
-    label, p_<class>... Empty cells where a value is unknown (no face, no reference).
+    label, p_<class>..., then the action units' intensities AU01_r ... AU45_r (0..1, from
+    MediaPipe's blendshapes, like OpenFace's AUxx_r columns) and, with `blendshapes=True`,
+    all 52 raw scores as bs_<name>. Empty cells where a value is unknown (no face, no
+    reference).
     """
 
-    def __init__(self, path: str | Path, class_names: list[str], regions: list[str]):
+    def __init__(self, path: str | Path, class_names: list[str], regions: list[str],
+                 blendshapes: bool = False):
+        from moext.blendshapes import AU_TABLE, BLENDSHAPE_NAMES
+
         self.path = Path(path)
         self.class_names = list(class_names)
         self.regions = list(regions)
+        self.au_codes = [a.code for a in AU_TABLE]
+        self.bs_names = list(BLENDSHAPE_NAMES) if blendshapes else []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[str] = open(self.path, "w", newline="")
         self._w = csv.writer(self._fh)
@@ -160,17 +204,24 @@ class FrameWriter:
             + [f"motion_{r}" for r in self.regions]
             + ["label"]
             + [f"p_{c}" for c in self.class_names]
+            + [f"AU{a.number:02d}_r" for a in AU_TABLE]
+            + [f"bs_{n}" for n in self.bs_names]
         )
         self.count = 0
 
     def write(self, r: FrameResult) -> None:
         probs = r.probabilities or {}
-        self._w.writerow(
+        row = (
             [r.index, _fmt(r.timestamp_ms), int(r.face_found), r.state, _fmt(r.motion)]
             + [_fmt(r.region_motion.get(g)) for g in self.regions]
             + [r.label or ""]
             + [_fmt(probs.get(c)) for c in self.class_names]
+            + [_fmt(r.action_units.get(c)) for c in self.au_codes]
         )
+        if self.bs_names:
+            bs = r.blendshapes
+            row += [_fmt(float(v)) for v in bs] if bs is not None else [""] * len(self.bs_names)
+        self._w.writerow(row)
         self.count += 1
         # Flushing every row costs ~µs and means a killed run keeps every frame it reported.
         self._fh.flush()

