@@ -70,7 +70,24 @@ def _info(msg: str) -> None:
 def main(
     ctx: typer.Context,
     camera: Optional[int] = typer.Option(None, "--camera", help="Camera index to read (0 = default)."),
-    video: Optional[Path] = typer.Option(None, "--video", help="Video file to read (anything OpenCV reads)."),
+    video: Optional[Path] = typer.Option(
+        None, "--video",
+        help="Video file to read (anything OpenCV reads), or a folder of frames as the ME "
+             "datasets ship samples (CASME II sub01/EP02_01f/, SAMM, SMIC; natural name order)."),
+    clip: bool = typer.Option(
+        False, "--clip",
+        help="The source is one dataset sample that starts at its onset: report exactly one "
+             "event (first frame = onset, apex = the frame that moved most) instead of live "
+             "spotting."),
+    fps: Optional[float] = typer.Option(
+        None, "--fps", min=1.0,
+        help="Frame rate of a frame folder (default 30; CASME II and SAMM are 200, SMIC-HS 100)."),
+    blendshapes: bool = typer.Option(
+        False, "--blendshapes",
+        help="Add MediaPipe's 52 raw blendshape scores (bs_<name>) to the --frames CSV, beside "
+             "the action-unit columns (AU01_r ... AU45_r) it always has."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show the native libraries' log lines (TensorFlow Lite, absl)."),
     demo: bool = typer.Option(False, "--demo", help="Run on the shipped sample video with the demo weights."),
     checkpoint: Optional[Path] = typer.Option(
         None, "--checkpoint", help="Classifier checkpoint (.safetensors + .json); default: the demo weights."),
@@ -106,9 +123,11 @@ def main(
         help="Run face mesh + alignment in a second thread, one frame ahead of the classifier "
              "(same results, higher fps on 2+ cores)."),
 ) -> None:
-    """Run the live recognizer on a camera, a video file, or the demo video."""
+    """Run the live recognizer on a camera, a video file, a frame folder, or the demo video."""
     if ctx.invoked_subcommand is not None:
         return
+    if verbose:
+        os.environ["MOEXT_VERBOSE"] = "1"
     if demo:
         if camera is not None or video is not None:
             _fail("--demo runs the shipped video; do not combine it with --camera or --video")
@@ -120,14 +139,32 @@ def main(
         _fail("give a source: --camera N, --video PATH or --demo")
     if camera is not None and video is not None:
         _fail("give one source: --camera N or --video PATH, not both")
+    if clip and camera is not None:
+        _fail("--clip takes a recorded sample (--video FILE or a frame folder), not a camera")
     raise typer.Exit(run(camera, video, checkpoint, backend.value, headless, events, frames,
                          max_frames, threads, pipeline, precision.value, heatmap,
-                         landmarks.value, micro_cue.value))
+                         landmarks.value, micro_cue.value, clip=clip, fps=fps,
+                         blendshapes=blendshapes))
+
+
+def event_line(ev) -> str:
+    """One terminal line per event: kind, both readings, times, amplitude, region, the
+    action units that moved, and the classifier's probabilities."""
+    probs = " ".join(f"{k}={v:.2f}" for k, v in ev.probabilities.items())
+    facs = ev.facs_label or "unclear"
+    if ev.facs_emotion:
+        facs += f" ({ev.facs_emotion})"
+    aus = ev.au_text() or "none measured"
+    flags = "".join(f" [{f}]" for f, on in (("truncated", ev.truncated), ("head moving", ev.head_motion)) if on)
+    return (f"event {ev.kind} {ev.label or '?'} (FACS: {facs}){flags}: onset {ev.onset_ms / 1000:.3f}s "
+            f"apex {ev.apex_ms / 1000:.3f}s offset {ev.offset_ms / 1000:.3f}s amplitude "
+            f"{ev.amplitude:.2f}% IOD region {ev.region}; AUs: {aus}; {probs}")
 
 
 def run(camera, video, checkpoint, backend, headless, events_path, frames_path, max_frames,
         threads, pipeline: bool = True, precision: str = "fp32", heatmap: bool = False,
-        landmarks: str = "mesh", micro_cue: str = "flow") -> int:
+        landmarks: str = "mesh", micro_cue: str = "flow", clip: bool = False,
+        fps: float | None = None, blendshapes: bool = False) -> int:
     """The loop behind `moext-live`; returns the exit code."""
     from realtime.backends import BackendUnavailable
     from realtime.events import EventWriter, FrameWriter
@@ -138,9 +175,14 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
 
     # Open the cheap things first so that a typo in a path fails before models load.
     try:
-        source = open_source(camera=camera, video=video)
+        source = open_source(camera=camera, video=video, fps=fps)
     except SourceError as e:
         _fail(str(e))
+    if fps is not None and not hasattr(source, "files"):
+        _info("--fps applies to frame folders; a video file and a camera give their own times")
+    elif hasattr(source, "files") and fps is None:
+        _info(f"frame folder: {source.fps:g} fps assumed (--fps N to set it; CASME II and SAMM "
+              "are 200, SMIC-HS 100)")
     try:
         if threads is None and not pipeline:
             # Without the pipeline the classifier has every core to itself (the ONNX
@@ -169,12 +211,15 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
     writers = []
     try:
         ev_w = EventWriter(events_path, rec.class_names) if events_path else None
-        fr_w = FrameWriter(frames_path, rec.class_names, rec.regions) if frames_path else None
+        fr_w = FrameWriter(frames_path, rec.class_names, rec.regions, blendshapes=blendshapes) \
+            if frames_path else None
     except (ValueError, OSError) as e:
         source.close()
         rec.close()
         _fail(str(e))
     writers = [w for w in (ev_w, fr_w) if w is not None]
+    if clip:
+        return _run_clip(rec, source, ev_w, fr_w, writers)
 
     show = not headless
     if show:
@@ -205,12 +250,7 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
             for ev in r.events:
                 if ev_w is not None:
                     ev_w.write(ev)
-                probs = " ".join(f"{k}={v:.2f}" for k, v in ev.probabilities.items())
-                typer.echo(
-                    f"event {ev.kind} {ev.label or '?'}: onset {ev.onset_ms / 1000:.3f}s apex "
-                    f"{ev.apex_ms / 1000:.3f}s offset {ev.offset_ms / 1000:.3f}s amplitude "
-                    f"{ev.amplitude:.2f}% IOD region {ev.region} {probs}"
-                )
+                typer.echo(event_line(ev))
             if overlay is not None:
                 import cv2
 
@@ -235,6 +275,11 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
     finally:
         signals.restore()
         frames_iter.close()  # stops and joins the stage-1 thread before anything is closed
+        # A movement still in flight (end of file, Ctrl-C) is closed and reported, not lost.
+        for ev in rec.finish():
+            if ev_w is not None:
+                ev_w.write(ev)
+            typer.echo(event_line(ev))
         for w in writers:
             w.close()
         rec.decode_failures = source.decode_failures
@@ -250,6 +295,31 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
     for w, what in ((ev_w, "events"), (fr_w, "frames")):
         if w is not None:
             typer.echo(f"{what} written: {w.path} ({w.count} rows)")
+    return 0
+
+
+def _run_clip(rec, source, ev_w, fr_w, writers) -> int:
+    """`--clip`: one event for the whole sample."""
+    from realtime.clip import ClipError, recognize_clip
+
+    if fr_w is not None:
+        _info("--frames is written by live spotting; --clip reports the one event only")
+    try:
+        ev, n = recognize_clip(rec, source)
+    except ClipError as e:
+        _fail(str(e))
+    finally:
+        source.close()
+        rec.close()
+    if ev_w is not None:
+        ev_w.write(ev)
+    typer.echo(event_line(ev))
+    typer.echo(f"clip: {n} frames; onset frame {ev.onset_index}, apex frame {ev.apex_index}, "
+               f"offset frame {ev.offset_index}")
+    for w in writers:
+        w.close()
+    if ev_w is not None:
+        typer.echo(f"events written: {ev_w.path} ({ev_w.count} rows)")
     return 0
 
 

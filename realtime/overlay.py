@@ -1,7 +1,8 @@
 """The OpenCV window: face box, current label and probabilities, scrolling motion curve.
 
 `Overlay.draw(frame, result)` returns a new image (the frame is not modified): the frame
-with the face box and landmarks' box, a probability bar per class, and underneath a strip
+with the face box and landmarks' box, a probability bar per class, the last event (its
+kind, the classifier's and the FACS reading, and the action units that moved), and underneath a strip
 with the last `window_ms` of motion (% IOD), the entry threshold, onset (blue) and apex
 (red) marks of events, and the event label.
 
@@ -86,8 +87,12 @@ class Overlay:
                 _put(out, f"{c} {p:.2f}", (114, y), (255, 255, 255))
         if self.last_event is not None:
             e = self.last_event
-            _put(out, f"last: {e.kind} {e.label or '?'} at {e.apex_ms / 1000:.2f}s "
-                      f"({e.amplitude:.1f}% IOD)", (8, h - 10), (0, 255, 255))
+            _put(out, f"last: {e.kind} {e.label or '?'} (FACS {e.facs_label or '?'}) at "
+                      f"{e.apex_ms / 1000:.2f}s ({e.amplitude:.1f}% IOD)"
+                      f"{' truncated' if e.truncated else ''}", (8, h - 28), (0, 255, 255))
+            # What moved, as FACS coders name it (the three largest changes).
+            aus = ", ".join(f"{u['au']} {u['change']:+.2f}" for u in e.action_units[:3])
+            _put(out, f"moved: {aus or 'no action units measured'}", (8, h - 10), (0, 255, 255))
         if self.heatmap is not None and self.heatmap.last is not None:
             self._inset(out, w, self.heatmap.last)
         self._strip(out, h, w, r.timestamp_ms)

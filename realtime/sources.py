@@ -13,6 +13,7 @@ Frames that fail to decode in the middle of a stream are skipped and counted
 from __future__ import annotations
 
 import os
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -199,7 +200,58 @@ class CameraSource(_Source):
             yield Frame(img, self._monotonic(ts), self.frames_read - 1, decode_ms)
 
 
-def open_source(camera: int | None = None, video: str | Path | None = None, loop: bool = False):
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def _natural_key(p: Path) -> list:
+    """img2 before img10 (CASME II's img46.jpg, SMIC's image000123.bmp, SAMM's 006_1_2_4325.jpg)."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+class FolderSource(_Source):
+    """A folder of frames, one image per frame in natural name order, as the ME datasets
+    ship their clips (CASME II `sub01/EP02_01f/img46.jpg`, SAMM, SMIC). Timestamps come from
+    `fps` (the datasets' cameras: CASME II and SAMM 200, SMIC-HS 100). An image that cannot
+    be read is skipped and counted, like a bad video frame."""
+
+    def __init__(self, path: str | Path, fps: float = 30.0):
+        super().__init__()
+        self.path = Path(path)
+        self.name = str(self.path)
+        self._fps = float(fps)
+        if not self.path.is_dir():
+            raise SourceError(f"frame folder {self.path} does not exist")
+        self.files = sorted((p for p in self.path.iterdir()
+                             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+        if not self.files:
+            raise SourceError(
+                f"frame folder {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)}); pass a "
+                "folder of frames or a video file")
+        self.frame_count = len(self.files)
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    def __iter__(self) -> Iterator[Frame]:
+        for k, f in enumerate(self.files):
+            t0 = time.perf_counter()
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            decode_ms = (time.perf_counter() - t0) * 1e3
+            if img is None:
+                self.decode_failures += 1
+                continue
+            self.frames_read += 1
+            yield Frame(img, self._monotonic(k * 1000.0 / self._fps), self.frames_read - 1, decode_ms)
+
+
+def open_source(camera: int | None = None, video: str | Path | None = None, loop: bool = False,
+                fps: float | None = None):
+    """A camera, a video file, or a folder of frames (`fps`: the folder's frame rate)."""
     if (camera is None) == (video is None):
         raise SourceError("give exactly one source: --camera N or --video PATH (or --demo)")
-    return CameraSource(camera) if camera is not None else VideoSource(video, loop=loop)
+    if camera is not None:
+        return CameraSource(camera)
+    if Path(video).is_dir():
+        return FolderSource(video, fps or 30.0)
+    return VideoSource(video, loop=loop)

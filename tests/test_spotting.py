@@ -332,3 +332,72 @@ def test_spotting_on_generated_long_video(tmp_path, tiny_cfg, monkeypatch):
     assert found, "no macro expression was found at all"
     assert sum(e.kind == "macro" for e in found) / len(found) >= MACRO_AS_MACRO_FLOOR
     assert all(e.label in tiny_cfg.class_names for e in events)
+
+
+# --- the action-unit cue, head motion, blinks, truncation ----------------------------------
+
+def _run_au(frames, aus, cfg=None):
+    """Like `_run`, with each frame's action-unit vector (`moext.blendshapes.AU_TABLE` order)."""
+    sp = Spotter(cfg)
+    buf = RollingBuffer()
+    events = []
+    for i, (lm, au) in enumerate(zip(frames, aus)):
+        rec = BufferedFrame(i, i * 1000.0 / FPS, lm.astype(np.float32), au=np.asarray(au, np.float32))
+        buf.append(rec)
+        events += sp.update(rec, buf).events
+    return sp, events, buf
+
+
+def _au_series(n, rng, bumps=()):
+    from moext.blendshapes import AU_CODES
+
+    a = np.full((n, len(AU_CODES)), 0.1) + rng.normal(0, 0.005, (n, len(AU_CODES)))
+    for code, amp, prof in bumps:
+        a[:, AU_CODES.index(code)] += amp * prof
+    return np.clip(a, 0, 1)
+
+
+def test_an_expression_made_while_the_head_turns_is_an_expression(base_landmarks):
+    rng = np.random.default_rng(4)
+    n = 260
+    turn = _profile(n, 120, 150, 200)  # 7 degrees and a shift: the head moves...
+    smile = _profile(n, 125, 150, 195)  # ...while the person smiles (AU12 +0.5)
+    frames = _sequence(base_landmarks, n, rng, aus=[("mouth_corner_r", 6, smile), ("mouth_corner_l", 6, smile)],
+                       turns=[(7.0, turn)])
+    sp, events, _ = _run_au(frames, _au_series(n, rng, [("AU12", 0.5, smile)]))
+    macro = [e for e in events if e.kind == "macro"]
+    assert len(macro) == 1, ([(e.kind, e.onset.index, e.offset.index) for e in events], sp.discarded)
+    assert macro[0].cue == "action units" and macro[0].group == "AU12"
+    assert interval_iou((macro[0].onset.index, macro[0].offset.index), (125, 195)) >= 0.5
+    # The same head turn with no expression: rigid motion explains it all, nothing is reported.
+    frames = _sequence(base_landmarks, n, np.random.default_rng(4), turns=[(7.0, turn)])
+    sp, events, _ = _run_au(frames, _au_series(n, rng, [("AU2", 0.08, turn)]))
+    assert events == [], [(e.kind, e.onset.index, e.offset.index, e.cue) for e in events]
+
+
+def test_a_blink_is_not_a_micro_expression(base_landmarks):
+    rng = np.random.default_rng(5)
+    n = 200
+    blink = _profile(n, 100, 103, 107)
+    lids = [("upper_lid_r", -4.0, blink), ("upper_lid_l", -4.0, blink)]  # lids down 4 % IOD
+    frames = _sequence(base_landmarks, n, rng, aus=lids)
+    cfg = SpottingConfig(transient_cue="landmarks")
+    sp, events, _ = _run_au(frames, _au_series(n, rng, [("AU45", 0.8, blink)]), cfg)
+    assert events == [] and sp.discarded.get("blink") == 1, (events, sp.discarded)
+    # The same lid movement without AU45 (a lid tightener, say) is a micro-expression.
+    frames = _sequence(base_landmarks, n, np.random.default_rng(5), aus=lids)
+    sp, events, _ = _run_au(frames, _au_series(n, rng), cfg)
+    assert [e.kind for e in events] == ["micro"], sp.discarded
+
+
+def test_finish_closes_a_movement_in_flight_as_truncated(base_landmarks):
+    rng = np.random.default_rng(6)
+    n = 150
+    rise = np.clip((np.arange(n) - 90) / 20.0, 0, 1)  # rises from frame 90 and is held
+    frames = _sequence(base_landmarks, n, rng, aus=[("mouth_corner_r", 8, rise), ("mouth_corner_l", 8, rise)])
+    sp, events, buf = _run_au(frames, _au_series(n, rng, [("AU12", 0.6, rise)]))
+    assert events == [] and sp.state == "active"
+    tail = sp.finish()
+    assert len(tail) == 1 and tail[0].truncated and tail[0].kind == "macro"
+    assert tail[0].offset.index == n - 1 and 85 <= tail[0].onset.index <= 100, tail[0].onset.index
+    assert sp.state == "waiting" and sp.finish() == []  # nothing left open

@@ -223,6 +223,8 @@ class SustainedDetector:
             region = REGION_OF[group]
             onset, apex_f, offset = (ctx.unlag(frames[i]) for i in (e.onset, e.apex, e.offset))
             amplitude = e.peak
+        if truncated:  # still going: it lasts at least to the last frame seen
+            offset = frames[-1]
         duration = offset.t_ms - onset.t_ms
         if duration < c.min_duration_ms:
             # Nothing reported, so it must not mask a transient either.

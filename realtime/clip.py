@@ -1,0 +1,102 @@
+"""Clip mode: one event for a clip that starts at its onset, as ME datasets ship samples.
+
+CASME II, SAMM and SMIC cut each sample from onset to offset, so there is no quiet stretch
+for the live spotter to take a reference from. Here the first frame with a face is the
+onset; the apex is the frame that moved most from it (optical flow inside the aligned crop,
+the live micro cue, plus the action units' change; landmarks when there is no crop); the
+offset is where the movement has fallen back below half its peak after the apex (the last
+frame if it never does: the event says truncated). The apex is the first frame at 90 % of
+the peak (a held expression drifts on its plateau). The classifier runs once on (onset, apex).
+
+    from realtime.clip import recognize_clip
+    event = recognize_clip(rec, source)      # rec: Recognizer, source: any frame source
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from moext.blendshapes import EXPRESSIVE, action_units, facs_reading, moved_units
+from realtime.events import Event
+from realtime.motion import REGION_GROUPS, GROUP_NAMES, FlowMeter, measure_motion, motion_image
+from realtime.spotting.edges import smooth3
+
+_REGION_OF = {g: r for r, gs in REGION_GROUPS.items() for g in gs}
+
+
+class ClipError(ValueError):
+    """A clip that cannot give an event (no frames, no face); the message names it."""
+
+
+def recognize_clip(rec, source, name: str | None = None) -> tuple[Event, int]:
+    """The one event of a clip; returns (event, frames read).
+
+    Args:
+        rec: a `realtime.recognizer.Recognizer` (its face tracker, backend and spotting
+            limits are used; its stream state is not touched).
+        source: frames in order (`realtime.sources` `VideoSource`, `FolderSource`, ...).
+        name: what to call the clip in errors (default: the source's name).
+    """
+    from moext.face import NoFace
+
+    name = name or getattr(source, "name", "clip")
+    cfg = rec.config.spotting
+    flow = FlowMeter()
+    frames = []  # (index, t_ms, landmarks, grey, grey_points, features, blendshapes)
+    n = 0
+    rec.reset()
+    for fr in source:
+        n += 1
+        p = rec.prepare(fr.image, timestamp_ms=fr.timestamp_ms)
+        if isinstance(p.detection, NoFace):
+            continue
+        if p.x is None:
+            rec._align(fr.image, p)  # noqa: SLF001 - the recognizer's own stage-1 step
+        grey, pts = (p.grey, p.grey_points) if p.grey is not None else \
+            motion_image(p.aligned.crop, p.aligned.landmarks)
+        feats = rec.backend.features(p.x)[0]
+        frames.append((fr.index, fr.timestamp_ms, p.detection.landmarks, grey, pts, feats,
+                       p.detection.blendshapes))
+    if n == 0:
+        raise ClipError(f"clip {name} has no readable frames")
+    if not frames:
+        raise ClipError(f"no face found in any of the {n} frames of clip {name}")
+    on = frames[0]
+    # Motion of every frame from the onset: flow groups (% IOD) and action-unit change.
+    groups = np.stack([flow.measure(on[3], on[4], f[3]).groups if k else np.zeros(len(GROUP_NAMES))
+                       for k, f in enumerate(frames)])
+    lm = np.stack([measure_motion(f[2], on[2]).groups for f in frames])
+    au = None
+    if all(f[6] is not None for f in frames):
+        a = action_units(np.stack([f[6] for f in frames]))
+        au = np.abs(a - a[0])[:, EXPRESSIVE].max(1)
+    score = groups.max(1) / max(groups.max(), 1e-9)
+    if au is not None and au.max() > 0:
+        score = score + au / au.max()
+    s = smooth3(score) if len(score) >= 3 else score
+    top = int(np.argmax(s))
+    # The first frame at 90 % of the peak: a held expression's plateau drifts up slowly, and
+    # its argmax would sit anywhere on it.
+    apex = int(np.flatnonzero(s >= 0.9 * s[top])[0])
+    after = np.flatnonzero(s[top:] < 0.5 * s[top])
+    off = top + int(after[0]) if after.size else len(frames) - 1
+    ap = frames[apex]
+    g = int(np.argmax(groups[apex])) if groups[apex].max() > 0 else int(np.argmax(lm[apex]))
+    amplitude = float(groups[apex, g])
+    duration = frames[off][1] - on[1]
+    kind = "micro" if duration <= cfg.micro_max_ms and amplitude <= cfg.micro_max_amplitude else "macro"
+    logits = rec.backend.head(on[5][None], ap[5][None])
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = dict(zip(rec.class_names, map(float, (z / z.sum(-1, keepdims=True))[0])))
+    moved = moved_units(on[6], ap[6]) if au is not None else []
+    reading = facs_reading(moved)
+    event = Event(
+        onset_ms=on[1], apex_ms=ap[1], offset_ms=frames[off][1], kind=kind,
+        label=max(probs, key=probs.get), probabilities=probs, amplitude=round(amplitude, 4),
+        region=_REGION_OF[GROUP_NAMES[g]], onset_index=on[0], apex_index=ap[0],
+        offset_index=frames[off][0], action_units=[u.to_dict() for u in moved],
+        facs_label=reading.label, facs_emotion=reading.emotion, cue="clip",
+        truncated=not after.size,
+    )
+    rec.reset()
+    return event, n
