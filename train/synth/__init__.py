@@ -27,6 +27,10 @@ Numbers measured on this data say nothing about real micro-expressions.
 from train.synth.aus import (
     ANCHORS,
     AU_MOVES,
+    CLASSIC_AU_MOVES,
+    NEGATIVE_PATTERNS,
+    Pattern,
+    draw_pattern,
     CASME2_EMOTION,
     CLASS_AUS,
     CLASSES,
@@ -35,24 +39,30 @@ from train.synth.aus import (
     SURPRISE_AU5,
     landmark_field,
 )
-from train.synth.clips import ClipTruth, au_code, class_aus, render_clip
-from train.synth.dataset import CASME2_COLUMNS, SHEET_NAME, SynthConfig, write_casme2_sheet, write_dataset
+from train.synth.clips import ClipTruth, au_code, class_aus, expression_field, head_motion, render_clip
+from train.synth.dataset import CASME2_COLUMNS, SHEET_NAME, STYLES, SynthConfig, write_casme2_sheet, write_dataset
 from train.synth.identities import (
+    IDENTITY_NAMES,
     IMAGE_SUFFIXES,
+    PYFEAT_FACES,
     Identity,
     SynthError,
     default_faces,
     detect_photos,
+    faces_by_name,
     load_faces,
     make_background,
     make_identity,
+    person_of,
+    pyfeat_faces,
 )
 from train.synth.long_video import LONG_KINDS, make_long_video, plan_events
 from train.synth.profiles import event_profile
 from train.synth.render import Renderer
 
 __all__ = [
-    "ANCHORS", "AU_MOVES", "CASME2_COLUMNS", "CASME2_EMOTION", "CLASS_AUS", "CLASSES", "EXPRESSION_SIGMA_IOD",
+    "ANCHORS", "AU_MOVES", "CLASSIC_AU_MOVES", "IDENTITY_NAMES", "NEGATIVE_PATTERNS", "PYFEAT_FACES", "STYLES",
+    "Pattern", "draw_pattern", "expression_field", "faces_by_name", "head_motion", "person_of", "pyfeat_faces", "CASME2_COLUMNS", "CASME2_EMOTION", "CLASS_AUS", "CLASSES", "EXPRESSION_SIGMA_IOD",
     "IMAGE_SUFFIXES", "LONG_KINDS", "SHAPE_SIGMA_IOD", "SHEET_NAME", "SURPRISE_AU5", "ClipTruth", "Identity",
     "Renderer", "SynthConfig", "SynthError", "au_code", "class_aus", "default_faces", "detect_photos",
     "event_profile", "landmark_field", "load_faces", "make_background", "make_identity", "make_long_video",

