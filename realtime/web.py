@@ -50,13 +50,14 @@ import gradio as gr
 import numpy as np
 
 from realtime.events import Event, EventWriter, FrameWriter
+from realtime.pipeline import run_frames
 from realtime.recognizer import Recognizer, RecognizerConfig
 from realtime.web_draw import Mark, curve_html, curve_image, thumbnails_html, video_figure
 
 log = logging.getLogger("moext.web")
 
 EVENT_COLUMNS = ["#", "onset (s)", "apex (s)", "offset (s)", "duration (ms)", "kind", "label",
-                 "p(label)", "amplitude (% IOD)", "region"]
+                 "p(label)", "amplitude (% IOD)", "region", "FACS reading", "action units"]
 
 
 @dataclass
@@ -106,15 +107,20 @@ def _events_frame(events: list[Event]):
     rows = []
     for k, e in enumerate(events, 1):
         p = e.probabilities.get(e.label, float("nan")) if e.label else float("nan")
+        facs = (e.facs_label or "unclear") + (f" ({e.facs_emotion})" if e.facs_emotion else "")
+        if e.truncated:
+            facs += ", truncated"
+        aus = ", ".join(f"{u['au']} {u['change']:+.2f}" for u in e.action_units[:4])
         rows.append([k, round(e.onset_ms / 1e3, 3), round(e.apex_ms / 1e3, 3), round(e.offset_ms / 1e3, 3),
-                     round(e.duration_ms), e.kind, e.label or "", round(p, 3), round(e.amplitude, 2), e.region])
+                     round(e.duration_ms), e.kind, e.label or "", round(p, 3), round(e.amplitude, 2), e.region,
+                     facs, aus])
     return pd.DataFrame(rows, columns=EVENT_COLUMNS)
 
 
-def _entry_threshold(rec: Recognizer) -> float | None:
-    """The spotter's current entry threshold (% IOD) if it exposes one, for the curve."""
-    v = getattr(rec.spotter, "enter_threshold", None)
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+def _entry_threshold(rec: Recognizer) -> float:
+    """The sustained detector's landmark entry floor (% IOD), the line on the motion curve
+    (the same line the moext-live window draws)."""
+    return float(rec.spotter.cfg.enter_min)
 
 
 def _mark(e: Event) -> Mark:
@@ -191,6 +197,8 @@ class LiveSession:
         self.skipped = 0
         self.fps = 0.0
         self.last_ui = -math.inf
+        self.slot = -1  # the send slot (multiple of cfg.stream_every) of the last frame
+        self.dropped = 0  # slots that brought no frame (dropped while the handler was busy)
         self.closed = False
         # Reset and tab-close arrive on other threads than the stream's frames.
         self._lock = threading.Lock()
@@ -215,13 +223,11 @@ class LiveSession:
             gap = now - self.last_wall
             if gap > self.cfg.gap_reset_s:  # the stream was paused: references are stale
                 self.rec.reset()
+                self.t0, self.slot, self.last_ms = now, -1, -math.inf
             elif gap > 0:
                 self.fps = 0.8 * self.fps + 0.2 / gap if self.fps else 1.0 / gap
         self.last_wall = now
-        # The browser gives no capture time: the arrival time stands in for it (on a local
-        # link it lags capture by an encode + upload, the same for every frame).
-        ts = max((now - self.t0) * 1e3, self.last_ms + 1e-3)
-        self.last_ms = ts
+        ts = self._timestamp(now)
         self.frames += 1
         r = self.rec.process(frame_bgr, ts)
         if not r.face_found:
@@ -233,11 +239,13 @@ class LiveSession:
             onset = self.rec.buffer.get(e.onset_index)
             apex = self.rec.buffer.get(e.apex_index)
             p = e.probabilities.get(e.label, 0.0) if e.label else 0.0
+            aus = ", ".join(f"{u['au']} {u['name']} {u['change']:+.2f}" for u in e.action_units[:3])
             self.thumbs = thumbnails_html(
                 onset.crop if onset is not None else None,
                 apex.crop if apex is not None else None,
-                f"last event: {e.kind} {e.label or '?'} (p={p:.2f}) at {e.apex_ms / 1e3:.2f} s, "
-                f"{e.duration_ms:.0f} ms, {e.amplitude:.1f} % IOD, {e.region}",
+                f"last event: {e.kind} {e.label or '?'} (p={p:.2f}; FACS {e.facs_label or 'unclear'}) "
+                f"at {e.apex_ms / 1e3:.2f} s, {e.duration_ms:.0f} ms, {e.amplitude:.1f} % IOD, "
+                f"{e.region}; moved: {aus or 'no action units measured'}",
             )
         if new_events:
             self.events.extend(new_events)
@@ -249,6 +257,22 @@ class LiveSession:
             if old is not None and old != self.csv_path:
                 old.unlink(missing_ok=True)
         return {"result": r, "new_events": bool(new_events)}
+
+    def _timestamp(self, now: float) -> float:
+        """A steady clock for the stream: Gradio's webcam stream carries no capture time
+        (the page sends a JPEG every `stream_every` s and nothing else), so each frame gets
+        the send slot its arrival falls in. Arrival jitter within a slot (upload, queue)
+        no longer moves timestamps, and slots that brought no frame (Gradio keeps only the
+        newest frame while the handler is busy) are counted as dropped, so the time between
+        frames stays true."""
+        period = self.cfg.stream_every
+        slot = max(int(round((now - self.t0) / period)), self.slot + 1)
+        if self.slot >= 0:
+            self.dropped += slot - self.slot - 1
+        self.slot = slot
+        ts = max(slot * period * 1e3, self.last_ms + 1e-3)
+        self.last_ms = ts
+        return ts
 
     def curve(self) -> str:
         marks = [_mark(e) for e in self.events[-20:]]
@@ -306,7 +330,8 @@ class WebApp:
         else:
             label = "face found, hold still"
         status = (f"**{'no face' if not r.face_found else r.state}** · {session.fps:.1f} fps · "
-                  f"frame {session.frames} · no face in {session.no_face} · events {len(session.events)}")
+                  f"frame {session.frames} · dropped {session.dropped} · no face in {session.no_face} · "
+                  f"events {len(session.events)}")
         if out["new_events"]:
             table, csv_out = _events_frame(session.events), str(session.csv_path)
             thumbs = session.thumbs
@@ -354,14 +379,15 @@ class WebApp:
         motion: list[float] = []
         try:
             with src:
-                for fr in src:
-                    r = rec.process(fr.image, fr.timestamp_ms)
+                # The same loop as moext-live --video (two-stage pipeline, same results).
+                for fr, r in run_frames(rec, src):
                     fw.write(r)
                     events.extend(r.events)
                     t_s.append(fr.timestamp_ms / 1e3)
                     motion.append(r.motion if r.motion is not None else math.nan)
                     if progress is not None and (fr.index % 5 == 0 or fr.index + 1 == n):
                         progress((fr.index + 1, max(n, fr.index + 1)), desc="analysing frames", unit="frames")
+                events.extend(rec.finish())  # a movement still going when the file ends
             threshold = _entry_threshold(rec)
             summary = rec.summary()
         finally:

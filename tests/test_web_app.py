@@ -232,3 +232,60 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path):
     assert r.exit_code == 2 and "nope.safetensors" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, ["--max-file-size", "lots"])
     assert r.exit_code == 2 and "--max-file-size" in r.output
+
+
+@pytest.mark.slow
+def test_live_tab_finds_the_same_events_as_the_cli_on_the_same_frames(ckpt, tmp_path):
+    """The same frames through the webcam path (arrival clock with jitter, as a browser
+    sends them) and through moext-live --video: the same events, within the spotting
+    tolerance (same kind and order, MEGC IoU >= 0.5, apex within 2 frames)."""
+    from realtime.pipeline import run_frames
+    from realtime.recognizer import Recognizer
+    from realtime.sources import VideoSource
+    from realtime.spotting import interval_iou
+
+    frames = []
+    for cls, seed in (("positive", 0), ("surprise", 1), ("negative", 2)):
+        f, _ = expression_frames(cls, fps=FPS, seconds=3.0, onset_s=1.5, duration_s=0.4,
+                                 peak_iod=0.03, seed=seed)
+        frames += f
+    video = write_video(tmp_path / "three.mp4", frames, FPS)
+    rec = Recognizer(ckpt, backend="torch", config=RecognizerConfig(threads=1))
+    cli = []
+    with VideoSource(video) as src:
+        decoded = []
+        for fr, r in run_frames(rec, src):
+            decoded.append(fr.image)
+            cli += r.events
+    cli += rec.finish()
+    rec.close()
+    assert cli, "the CLI path found nothing: the comparison would be empty"
+
+    clock = StepClock()
+    app = _app(ckpt, tmp_path, clock, stream_every=1 / FPS)
+    rng = np.random.default_rng(0)
+    state = None
+    t_send = clock.t
+    for img in decoded:  # the very frames the CLI saw (the video's decode)
+        t_send += 1 / FPS
+        clock.t = t_send + rng.uniform(0.0, 0.4 / FPS)  # upload + queue delay, varying
+        state = app.live_frame(_rgb(img), state, _req("eq"))[-1]
+    web = list(state.events)
+    assert state.dropped == 0
+    assert [e.kind for e in web] == [e.kind for e in cli], ([e.to_dict() for e in web], [e.to_dict() for e in cli])
+    for a, b in zip(web, cli):
+        assert interval_iou((a.onset_index, a.offset_index), (b.onset_index, b.offset_index)) >= 0.5
+        assert abs(a.apex_index - b.apex_index) <= 2
+
+
+def test_steady_clock_counts_dropped_frames():
+    from realtime.web import LiveSession
+
+    s = LiveSession.__new__(LiveSession)  # only the clock logic, no recognizer needed
+    s.cfg = WebConfig(stream_every=0.05)
+    s.t0, s.slot, s.last_ms, s.dropped = 0.0, -1, -float("inf"), 0
+    got = [s._timestamp(t) for t in (0.0, 0.052, 0.098, 0.26, 0.31)]
+    # Jitter within a slot does not move a timestamp; the two slots that brought no frame
+    # (0.15 s and 0.2 s) are counted as dropped.
+    assert got == pytest.approx([0.0, 50.0, 100.0, 250.0, 300.0])
+    assert s.dropped == 2
