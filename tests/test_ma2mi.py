@@ -183,8 +183,8 @@ def test_ma2mi_dataset_samples_pairs_along_frames(tmp_path):
     cache = write_cache(tmp_path / "cache", subjects=1)
     rows = [r for r in load_rows([cache]) if r["kind"] == "macro"]
     method = get_method("ma2mi")
-    method.build_pretrain(tiny(delta_min=2, delta_max=2))  # binds δ's range for the sampler
-    ds = method.pretrain_dataset(rows, 64, AugmentConfig(repeats=4, mirror=False, max_rotation_deg=0), 0)
+    ds = method.pretrain_dataset(rows, tiny(delta_min=2, delta_max=2), AugmentConfig(repeats=4, mirror=False,
+                                                                                     max_rotation_deg=0), 0)
     assert len(ds) == 4
     from moext.preprocess import crops_to_tensor
 

@@ -2,8 +2,11 @@
 its pre-training data, the classifier, and the transfer from one to the other.
 
 The loops (`pretrain`, `finetune`, `loso`, `ablate`) and the benchmark only talk to a
-`Method`, so a second method (MIACNet, issue 7) registers here and gets every command and
-report. Classifiers follow the seam of docs/ARCHITECTURE.md: `forward(x_o, x_a) -> logits`.
+`Method`. MoExt registers here; every other method lives in its own `train/method_<name>.py`
+that calls `register_method(Method(...))` once (MIACNet: `train/method_miacnet.py`); those
+modules are imported when this one is, so a third method is one new file and gets every
+command, flag (`--set`, `--config`) and report. Classifiers follow the seam of
+docs/ARCHITECTURE.md: `forward(x_o, x_a) -> logits`.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ class Method:
             `forward_features`/`forward_head` seam).
         pretrain_loss: (model, batch) -> (total loss, {part name: float}) where batch is what
             `pretrain_dataset` yields, collated.
-        pretrain_dataset: (rows, image_size, augment config, seed) -> Dataset with `set_epoch`.
+        pretrain_dataset: (rows, model config, augment config, seed) -> Dataset with
+            `set_epoch`; the model config says the input size and whatever else the data
+            depend on (MA2MI's frame gaps δ).
         transfer: (pre-trained model, classifier) -> copied keys.
         ablations: Table 7 switches: name -> changes to the model config dict (a method
             leaves out those that do not apply to it).
@@ -79,10 +84,10 @@ def _moext_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]
     return losses.total, losses.items()
 
 
-def _moext_dataset(rows, image_size, augment, seed):
+def _moext_dataset(rows, cfg: ModelConfig, augment, seed):
     from train.data import ExpansionPairDataset  # late: keeps `train.methods` import light
 
-    return ExpansionPairDataset(rows, image_size, augment, seed)
+    return ExpansionPairDataset(rows, cfg.image_size, augment, seed)
 
 
 register_method(
@@ -134,8 +139,8 @@ class ClassifierObjective(nn.Module):
 
 
 def _load_method_modules() -> None:
-    """Other methods live in `train/method_<name>.py` and call `register_method` on import
-    (MIACNet / MA2MI: issue 7); importing them here makes every command see them."""
+    """Other methods live in `train/method_<name>.py` and call `register_method` on import;
+    importing them here makes every command see them."""
     import importlib
     import pkgutil
 
@@ -147,95 +152,3 @@ def _load_method_modules() -> None:
 
 
 _load_method_modules()
-
-
-# --- MIACNet with MA2MI pre-training (issue 7; arXiv 2405.16451) -----------------------------
-
-
-class MA2MIPairDataset(Dataset):
-    """Frame pairs (I_t, I_{t+δ}) along each row's clip for MA2MI pre-training, (3, S, S) each.
-
-    A row's clip is its `frames` list (aligned crops from the onset on, in frame order, every
-    `--frame-stride` source frames, so δ counts entries of that list); a row without at least
-    two `frames` contributes its (onset, apex) pair instead. Each item draws its own (t, δ)
-    and the shared mirror/rotation from `default_rng([seed, epoch, item])`, like the other
-    datasets, so resumed and DDP runs replay the same pairs.
-    """
-
-    def __init__(self, rows, image_size: int, augment, seed: int, cfg: Any):
-        from train.config import TrainError
-        from train.data import CropCache
-
-        if not rows:
-            raise TrainError("no samples to pre-train on after filtering; check the manifest")
-        self.clips = [list(r["frames"]) if len(r.get("frames") or []) >= 2 else [r["onset"], r["apex"]]
-                      for r in rows]
-        self.image_size, self.augment, self.seed, self.cfg = image_size, augment, seed, cfg
-        self.epoch = 0
-        self.read = CropCache()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.clips) * (self.augment.repeats if self.augment else 1)
-
-    def __getitem__(self, i: int):
-        import numpy as np
-
-        from moext.modeling.ma2mi_losses import sample_pair_indices
-        from moext.preprocess import crops_to_tensor
-        from train.augment import augment_pair
-
-        clip = self.clips[i % len(self.clips)]
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        t, td = sample_pair_indices(len(clip), self.cfg, rng)
-        a, b = self.read(clip[t]), self.read(clip[td])
-        if self.augment is not None:
-            a, b = augment_pair(a, b, rng, self.augment)
-        x = crops_to_tensor(np.stack([a, b]), self.image_size)  # (2, 3, S, S)
-        return x[0], x[1]
-
-
-def _ma2mi_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
-    from moext.modeling.ma2mi_losses import ma2mi_loss
-
-    x_t, x_td = batch  # (B, 3, S, S) each: I_t and I_{t+δ}
-    losses = ma2mi_loss(model, x_t, x_td)
-    return losses.total, losses.items()
-
-
-class _MA2MIDatasetFactory:
-    """`pretrain_dataset` for MA2MI: the pair sampler needs δ's range from the model config,
-    which the generic signature does not pass, so the pretrain net's config is bound by
-    `build_pretrain` before the loop asks for the dataset."""
-
-    cfg: Any = None
-
-    def build_pretrain(self, cfg):
-        self.cfg = cfg
-        return moext.MA2MIPretrain(cfg)
-
-    def dataset(self, rows, image_size, augment, seed):
-        cfg = self.cfg if self.cfg is not None else moext.MIACNetConfig(image_size=image_size)
-        return MA2MIPairDataset(rows, image_size, augment, seed, cfg)
-
-
-_ma2mi_data = _MA2MIDatasetFactory()
-
-register_method(
-    Method(
-        name="miacnet",
-        config_cls=moext.MIACNetConfig,
-        pretrain_kind="miacnet-pretrain",
-        classifier_kind="miacnet",
-        build_pretrain=_ma2mi_data.build_pretrain,
-        build_classifier=moext.MIACNet,
-        pretrain_loss=_ma2mi_loss,
-        pretrain_dataset=_ma2mi_data.dataset,
-        transfer=moext.transfer_ma2mi,
-        ablations={"no-position-branch": {"use_position_branch": False}},
-    )
-)
-# `--method ma2mi` names the pre-training paradigm; it is the same method as `--model miacnet`.
-register_method(dataclasses.replace(METHODS["miacnet"], name="ma2mi"))

@@ -52,7 +52,7 @@ def pretrain(run: RunConfig, out_dir: Path, *, resume: bool = False, progress: b
             reports.write_json(out_dir / "config.json", {"command": "pretrain", "run": run.to_dict()})
         torch.manual_seed(run.seed)  # same initial weights on every rank and every resume
         model = method.build_pretrain(cfg)
-        dataset = method.pretrain_dataset(rows, cfg.image_size, run.augment, run.seed)
+        dataset = method.pretrain_dataset(rows, cfg, run.augment, run.seed)
         extra = {
             "command": "pretrain",
             "pairs": len(rows),
