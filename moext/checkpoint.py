@@ -88,10 +88,19 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+# MoExt configs written before `ModelConfig.arch` existed describe the paper's vector
+# architecture (Tables 1-2) with its full reconstruction; the defaults are now the released
+# U-Net architecture and a residual reconstruction.
+_LEGACY_MOEXT_KINDS = ("moext-pretrain", "moext-classifier")
+
+
 def build_from_meta(meta: dict[str, Any], source: Path | str = "<config>") -> nn.Module:
     model_cls, config_cls = MODEL_KINDS[meta["kind"]]
+    config = dict(meta["config"])
+    if meta["kind"] in _LEGACY_MOEXT_KINDS and "arch" not in config:
+        config.update(arch="paper", reconstruction="full")
     try:
-        cfg = config_cls.from_dict(meta["config"])
+        cfg = config_cls.from_dict(config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{source}: bad config: {e}") from None
     return model_cls(cfg)

@@ -11,6 +11,7 @@ from typing import Any
 
 # The five classes of the CASME II protocol are only a default; a checkpoint carries its own.
 DEFAULT_CLASSES = ("negative", "positive", "surprise")
+ARCHS = ("unet", "paper")
 
 
 class JsonConfig:
@@ -34,15 +35,32 @@ class ModelConfig(JsonConfig):
     """Everything needed to rebuild a MoExt network exactly.
 
     Attributes:
-        backbone: torchvision backbone name, see `moext.modeling.backbone.BACKBONES`.
+        arch: "unet" (the architecture the authors released, github ppppear/Moext: shape and
+            texture are spatial maps from a U-Net decoder over the backbone's skips, the motion
+            is the shape maps' difference refined by conv blocks with a residual, the apex is
+            reconstructed from texture + motion maps) or "paper" (Tables 1-2 as printed:
+            vector features S and T, a 1024x1x1 reconstructor input). Checkpoints from before
+            this field are "paper" (see `moext.checkpoint`).
         backbone_weights: optional local file (safetensors, or a torchvision `.pth` read with
             `weights_only=True`) used to initialise the backbone; never downloaded.
         image_size: side of the square network input in pixels (the paper uses 224).
-        branch_channels: output channels of the Conv blocks of each separator branch (Table 1).
-        branch_pool: each branch average-pools its map to branch_pool x branch_pool cells
-            before the FC (1 = global pooling; larger keeps the location of a movement).
-        feature_dim: width of the shape and texture features S and T after the branch FC.
-            512 makes the reconstructor's input concat 1024-wide, as Table 2 implies.
+        branch_channels: output channels of the Conv blocks of each separator branch (Table 1);
+            with arch=unet, the channels of the S and T maps.
+        branch_pool: arch=paper: each branch average-pools its map to branch_pool x branch_pool
+            cells before the FC (1 = global pooling; larger keeps the location of a movement);
+            arch=unet: the classifier head pools the motion map to that grid.
+        feature_dim: arch=paper: width of the vector features S and T after the branch FC
+            (512 makes the reconstructor's input concat 1024-wide, as Table 2 implies).
+            arch=unet: unused by the maps (kept in the config for the paper arch).
+        map_stride: arch=unet: the S and T maps are image_size / map_stride wide (2, 4 or 8;
+            the authors' code uses 2 at 224 px).
+        reconstruction: "residual": X~_a = X_o + R(Concat(M, T_o)), R predicts the change from
+            the onset; "full": X~_a = R(Concat(M, T_o)) as eq. 4 and the released code write
+            it. choice: at CPU sizes a decoder cannot redraw the onset's pixels from T_o
+            (measured: L_re 0.18 against 0.065 for copying the onset after 5 epochs, and
+            zeroing M did not change it), so the residual form leaves R only the change to
+            predict, and the change is what M must carry. "full" with arch=paper is Tables 1-2
+            exactly.
         projection_dim: output width of the projection f(.) shared by L_st and L_ss.
         num_classes / class_names: the classifier head; names travel with the weights.
         use_motion_extractor: False is the Table 7 ablation that feeds |S_a - S_o| to the head.
@@ -51,12 +69,15 @@ class ModelConfig(JsonConfig):
         dropout: dropout before the classifier head.
     """
 
+    arch: str = "unet"
     backbone: str = "resnet18"
     backbone_weights: str | None = None
     image_size: int = 224
     branch_channels: int = 512
     branch_pool: int = 1
     feature_dim: int = 512
+    map_stride: int = 4
+    reconstruction: str = "residual"
     projection_dim: int = 128
     num_classes: int = len(DEFAULT_CLASSES)
     class_names: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
@@ -74,6 +95,22 @@ class ModelConfig(JsonConfig):
                 f"class_names {self.class_names}; give one name per class."
             )
 
+        if self.reconstruction not in ("residual", "full"):
+            raise ValueError(f"ModelConfig: reconstruction={self.reconstruction!r}; choose residual or full")
+        if self.arch not in ARCHS:
+            raise ValueError(f"ModelConfig: arch={self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.arch == "unet":
+            if self.map_stride not in (2, 4, 8):
+                raise ValueError(f"ModelConfig: map_stride={self.map_stride}; choose 2, 4 or 8")
+            side = self.image_size // self.map_stride
+            if self.image_size % 32 or side % self.branch_pool:
+                raise ValueError(
+                    f"ModelConfig: image_size={self.image_size}, map_stride={self.map_stride} and "
+                    f"branch_pool={self.branch_pool}: image_size must be a multiple of 32 and branch_pool "
+                    f"must divide the motion map's side image_size/map_stride (={side}), or the head cannot "
+                    "be exported to ONNX; e.g. 128 with map_stride 4 and branch_pool 4."
+                )
+            return
         side = self.image_size // 32  # the backbones' feature map is image_size / 32 wide
         if self.image_size % 32 or side % self.branch_pool:
             raise ValueError(

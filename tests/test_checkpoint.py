@@ -43,7 +43,7 @@ def test_pretrain_round_trip(tmp_path, tiny_cfg):
         s, t = model(x)
         s2, t2 = loaded(x)
         assert torch.equal(s, s2) and torch.equal(t, t2)
-        assert torch.equal(model.reconstruct(s, t, s), loaded.reconstruct(s2, t2, s2))
+        assert torch.equal(model.reconstruct(s, t, s, x), loaded.reconstruct(s2, t2, s2, x))
 
 
 def test_transfer_copies_shape_extractor_and_motion_extractor_only(tiny_cfg):
@@ -75,6 +75,7 @@ def test_missing_config_is_named(tmp_path, tiny_cfg):
 
 
 def test_wrong_keys_and_shapes_are_listed(tmp_path, tiny_cfg):
+    tiny_cfg = dataclasses.replace(tiny_cfg, arch="paper")  # its head is one Linear
     path = save_checkpoint(MoExtClassifier(tiny_cfg), tmp_path / "b.safetensors")
     state = load_file(str(path))
     state["head.weight"] = torch.zeros(7, tiny_cfg.feature_dim)  # wrong shape
@@ -88,10 +89,12 @@ def test_wrong_keys_and_shapes_are_listed(tmp_path, tiny_cfg):
     assert "head.weight" in msg and "(7, 32)" in msg
 
 
-def test_config_of_another_architecture_is_a_mismatch(tmp_path, tiny_cfg):
+@pytest.mark.parametrize("arch, change", [("paper", {"feature_dim": 48}), ("unet", {"branch_channels": 12})])
+def test_config_of_another_architecture_is_a_mismatch(tmp_path, tiny_cfg, arch, change):
+    tiny_cfg = dataclasses.replace(tiny_cfg, arch=arch)
     path = save_checkpoint(MoExtClassifier(tiny_cfg), tmp_path / "c.safetensors")
     meta = json.loads(path.with_suffix(".json").read_text())
-    meta["config"] = dataclasses.asdict(dataclasses.replace(tiny_cfg, feature_dim=48))
+    meta["config"] = dataclasses.asdict(dataclasses.replace(tiny_cfg, **change))
     path.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="shape mismatches"):
         load_checkpoint(path)

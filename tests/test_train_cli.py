@@ -79,7 +79,7 @@ def test_checkpoint_of_another_architecture_is_one_line_error(tmp_path):
     ckpt = save_checkpoint(MoExtPretrain(ModelConfig(**TINY_MODEL)), tmp_path / "pre.safetensors")
     meta_path = tmp_path / "pre.json"
     meta = json.loads(meta_path.read_text())
-    meta["config"]["feature_dim"] = 24  # the weights were built with 16
+    meta["config"]["branch_channels"] = 12  # the weights were built with 8
     meta_path.write_text(json.dumps(meta))
     r = _invoke(["loso", str(cache), "--protocol", "cde", "--init", str(ckpt), "--out", str(tmp_path / "run"), *FAST])
     _one_line_error(r, "does not match", "moext-train pretrain")

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torchvision import models
 
+from moext.checkpoint import CheckpointError
+
 # name -> (constructor, channels of the final feature map)
 BACKBONES: dict[str, tuple] = {
     "resnet18": (models.resnet18, 512),
@@ -31,7 +33,7 @@ class Backbone(nn.Module):
         ctor, self.out_channels = BACKBONES[name]
         net = ctor(weights=None)  # never a download: weights come from a local file only
         if weights_path is not None:
-            net.load_state_dict(_read_state_dict(weights_path), strict=False)
+            _load_backbone_weights(net, name, weights_path)
         if name.startswith("resnet"):
             self.body = nn.Sequential(*list(net.children())[:-2])
         else:
@@ -43,8 +45,60 @@ class Backbone(nn.Module):
                 if isinstance(m, nn.BatchNorm2d):
                     m.momentum = 0.1
 
+        # Which layer ends each stride (2, 4, 8, 16, 32) and its channels, for the U-Net
+        # branches of arch=unet; read off one small dummy pass, so no per-backbone table is
+        # needed, and fixed here so that `stages` does no shape arithmetic (ONNX tracing).
+        with torch.no_grad():
+            was = self.body.training
+            self.body.eval()
+            x, strides, channels = torch.zeros(1, 3, 64, 64), [], []
+            for layer in self.body:
+                x = layer(x)
+                strides.append(64 // x.shape[-1])
+                channels.append(x.shape[1])
+            self.body.train(was)
+        self._stage_ends = {i: s for i, s in enumerate(strides) if i + 1 == len(strides) or strides[i + 1] != s}
+        self.stage_channels = {s: channels[i] for i, s in self._stage_ends.items()}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)  # (B, 3, H, W) -> (B, C, H/32, W/32)
+
+    def stages(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The last feature map at each stride: {2: (B, C2, H/2, W/2), ..., 32: (B, C, H/32, W/32)}."""
+        out: dict[int, torch.Tensor] = {}
+        for i, layer in enumerate(self.body):
+            x = layer(x)
+            if i in self._stage_ends:
+                out[self._stage_ends[i]] = x
+        return out
+
+
+def _load_backbone_weights(net: nn.Module, name: str, path: str) -> None:
+    """Load a torchvision state dict into `net`, refusing a file for another architecture.
+
+    Only the classifier head (resnet `fc.*`, mobilenet `classifier.*`) may be missing or
+    extra; any other missing, unexpected or wrongly shaped tensor is an error naming them
+    (with strict=False a file for the wrong network initialised nothing and said nothing).
+    """
+    state = _read_state_dict(path)
+    head = ("fc.", "classifier.")
+    want = net.state_dict()
+    missing = sorted(k for k in set(want) - set(state) if not k.startswith(head))
+    unexpected = sorted(k for k in set(state) - set(want) if not k.startswith(head))
+    shapes = sorted(k for k in set(want) & set(state) if want[k].shape != state[k].shape and not k.startswith(head))
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        if shapes:
+            parts.append(f"{len(shapes)} of another shape (e.g. {shapes[:3]})")
+        raise CheckpointError(
+            f"backbone weights {path} do not fit {name}: " + "; ".join(parts)
+            + f". Pass torchvision's {name} weights (a state dict saved from torchvision.models.{name})"
+        )
+    net.load_state_dict({k: v for k, v in state.items() if k in want and want[k].shape == v.shape}, strict=False)
 
 
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:

@@ -46,6 +46,31 @@ def ma2mi_loss(model: MA2MIPretrain, x_t: torch.Tensor, x_td: torch.Tensor) -> M
     return MA2MILosses(total=total, latent=latent, pixel=pixel, copy=copy)
 
 
+@torch.no_grad()
+def ma2mi_diagnostics(model: MA2MIPretrain, pairs) -> dict[str, float]:
+    """Has the pretext learned motion? On (x_t, x_td) batches: the latent loss of the
+    predictor, of copying z_t (`copy`), and of the predictor with C_Δ zeroed (what it makes of
+    I_t and its position alone). Learned: below copy, and worse without C_Δ."""
+    was = model.training
+    model.eval()
+    sums, count = {"re": 0.0, "re_copy_onset": 0.0, "re_motion_zeroed": 0.0}, 0
+    for x_t, x_td in pairs:
+        b = x_t.shape[0]
+        out = model(x_t, x_td)
+        f_t = model.forward_features(x_t)
+        p_t = None if model.position is None else model.position(f_t)
+        c0 = torch.zeros_like(model.action_code(f_t, model.forward_features(x_td)))
+        sums["re"] += float(F.mse_loss(out["z_hat"], out["z_td"])) * b
+        sums["re_copy_onset"] += float(F.mse_loss(out["z_t"], out["z_td"])) * b
+        sums["re_motion_zeroed"] += float(F.mse_loss(model.predictor(out["z_t"], c0, p_t), out["z_td"])) * b
+        count += b
+    model.train(was)
+    out = {k: v / max(count, 1) for k, v in sums.items()}
+    out["pairs"] = count
+    out["measure"] = "latent MSE of I_(t+δ) (copy = predict z_t; zeroed = C_Δ set to 0)"
+    return out
+
+
 def sample_pair_indices(
     num_frames: int, cfg: MIACNetConfig, rng: np.random.Generator
 ) -> tuple[int, int]:
