@@ -172,6 +172,9 @@ def write_cache(root: Path, subjects: int = 2) -> Path:
     with open(root / "manifest.jsonl", "w") as fh:
         for r in rows:
             fh.write(json.dumps(r) + "\n")
+    from train_data_helpers import mark_landmarker
+
+    mark_landmarker(root, "casme2", "macro")
     return root
 
 

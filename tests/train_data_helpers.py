@@ -71,4 +71,13 @@ def make_cache(
     with open(root / "manifest.jsonl", "w") as fh:
         for r in rows:
             fh.write(json.dumps(r) + "\n")
+    mark_landmarker(root, dataset, "macro")
     return root
+
+
+def mark_landmarker(root: Path, *datasets: str) -> None:
+    """Record the current landmarker in `preprocess.json`, as `moext-train preprocess` does
+    (training refuses a cache without it)."""
+    from moext.face import LANDMARKER_ID
+
+    (root / "preprocess.json").write_text(json.dumps({ds: {"landmarker": LANDMARKER_ID} for ds in datasets}))

@@ -15,5 +15,14 @@ app = typer.Typer(
 
 
 @app.callback()
-def _main() -> None:
+def _main(
+    verbose: bool = typer.Option(
+        False, "--verbose", help="keep the native libraries' start-up logs (TensorFlow Lite, absl, MediaPipe)"
+    ),
+) -> None:
     """Train and evaluate MoExt micro-expression recognisers."""
+    if verbose:
+        import os
+
+        # Before any command imports mediapipe or LiteRT: moext._quiet reads it at each use.
+        os.environ["MOEXT_VERBOSE"] = "1"

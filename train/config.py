@@ -8,6 +8,7 @@ is a command-line flag; the whole config is written beside every checkpoint and 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +21,30 @@ class OptimConfig:
         batch_size: global batch (split over DDP ranks); pairs per step.
         epochs: passes over the (augmented) training data.
         lr, weight_decay: Adam's.
+        schedule: "constant" (the paper) or "cosine" (decay to `min_lr_ratio` x lr over the
+            run), either after `warmup_epochs` of linear warm-up from lr / 10. The learning
+            rate is a function of (epoch, step), so a resumed run follows the same curve.
     """
 
     batch_size: int = 20
     epochs: int = 30
     lr: float = 1e-4
     weight_decay: float = 1e-4
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.01
+
+    def lr_at(self, progress: float) -> float:
+        """The learning rate after `progress` epochs (fractional)."""
+        import math
+
+        if self.warmup_epochs > 0 and progress < self.warmup_epochs:
+            return self.lr * (0.1 + 0.9 * progress / self.warmup_epochs)
+        if self.schedule == "constant":
+            return self.lr
+        span = max(self.epochs - self.warmup_epochs, 1e-9)
+        x = min(max((progress - self.warmup_epochs) / span, 0.0), 1.0)
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * x)))
 
 
 @dataclass
@@ -74,6 +93,9 @@ class RunConfig:
         protocol: fine-tuning label map (`train.protocols`); None in pre-training.
         init: pre-trained checkpoint to start fine-tuning from; None = from scratch.
         loader_workers: DataLoader worker processes (0 = load in the training process).
+        bn_recalibrate: after training a classifier, set its BatchNorm running statistics to
+            their exact average over the un-augmented training pairs (`train.bn`); with short
+            schedules the running averages trail the final weights.
     """
 
     method: str = "moext"
@@ -86,6 +108,7 @@ class RunConfig:
     protocol: str | None = None
     init: str | None = None
     loader_workers: int = 0
+    bn_recalibrate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -109,7 +132,9 @@ class LosoConfig:
         run: the fine-tuning run every fold repeats (its `init` is the pre-trained model).
         selection: "fixed" trains the fixed schedule and scores the last epoch; "inner-val"
             holds out `val_subjects` training subjects, scores every epoch on them, and keeps
-            the best epoch's weights. The test subject never chooses anything.
+            the best epoch's weights. The test subject never chooses anything. "test-best" is
+            "fixed" plus, beside it and labelled "optimistic: test-fold selection", the figure
+            published code reports: each subject at its best epoch on its own test fold.
         val_subjects: number of training subjects held out for "inner-val".
         workers: folds run in parallel processes.
         subjects: restrict to these test subjects (all when empty); others still train.
@@ -123,6 +148,39 @@ class LosoConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# The fine-tuning recipe (finetune, loso, ablate, and the benchmark): settings that differ
+# from the paper's OptimConfig / AugmentConfig / RunConfig defaults, by group. Measured on
+# the learning benchmark (docs/TRAINING.md, "Fine-tuning recipe").
+FINETUNE_RECIPE: dict[str, dict[str, Any]] = {}
+
+
+def settings_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """What differs between two settings dicts (as JSON reads them back), one
+    `key: old -> new` per leaf, dotted keys: for messages that name the setting."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in old:
+                out.append(f"{key}: (none) -> {new[k]!r}")
+            elif k not in new:
+                out.append(f"{key}: {old[k]!r} -> (none)")
+            else:
+                out += settings_diff(old[k], new[k], key)
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def resume_mismatch(where: Any, old: Any, new: Any, config: Any) -> "TrainError":
+    """The error for a --resume whose settings differ, naming (up to 6 of) the differences."""
+    diff = settings_diff(json.loads(json.dumps(old)), json.loads(json.dumps(new)))
+    listed = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+    return TrainError(
+        f"--resume: {where} was written with other settings ({listed or 'unknown difference'}); resume with "
+        f"the same settings (see {config}) or start in a new --out directory"
+    )
 
 
 class TrainError(Exception):

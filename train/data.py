@@ -26,6 +26,7 @@ MANIFEST = "manifest.jsonl"
 
 def load_rows(caches: Sequence[str | Path]) -> list[dict[str, Any]]:
     """The ok rows of every cache's manifest, paths resolved; TrainError names what is missing."""
+    from train.datasets.cache import CacheError, check_landmarker
     from train.manifest import read_manifest
 
     rows: list[dict[str, Any]] = []
@@ -41,6 +42,10 @@ def load_rows(caches: Sequence[str | Path]) -> list[dict[str, Any]]:
                 f"{cache} has no {MANIFEST}; it is not a preprocess cache. Run `moext-train "
                 f"preprocess DATASET ROOT --out {cache}`"
             )
+        try:
+            check_landmarker(cache)
+        except CacheError as e:
+            raise TrainError(str(e)) from None
         try:
             got = read_manifest(cache)
         except (ValueError, OSError) as e:
@@ -126,6 +131,18 @@ class PairDataset(_EpochDataset):
         _, onset, apex, row = self._pair(i)
         x = crops_to_tensor(np.stack([onset, apex]), self.image_size)  # (2, 3, S, S)
         return x[0], x[1], torch.tensor(int(row["label"])), i % len(self.rows)
+
+
+class FramePairDataset(_EpochDataset):
+    """(x_o, x_a) of each row once, un-augmented: the real frames, for measurements."""
+
+    def __init__(self, rows, image_size: int):
+        super().__init__(rows, image_size, None, 0)
+
+    def __getitem__(self, i: int):
+        _, onset, apex, _ = self._pair(i)
+        x = crops_to_tensor(np.stack([onset, apex]), self.image_size)  # (2, 3, S, S)
+        return x[0], x[1]
 
 
 class ExpansionPairDataset(_EpochDataset):

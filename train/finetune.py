@@ -163,7 +163,7 @@ def train_classifier(
         s = scores([r["label"] for r in val_rows], probs.argmax(1), k, labels=list(range(k)))
         return {"val_uf1": s.uf1, "val_uar": s.uar, "val_acc": s.acc}
 
-    return fit(
+    result = fit(
         model,
         ClassifierObjective(model),
         dataset,
@@ -179,6 +179,18 @@ def train_classifier(
         desc=desc,
         on_epoch=on_epoch,
     )
+    if run.bn_recalibrate:
+        from train.bn import reestimate_bn
+
+        reestimate_bn(result.model, train_rows)
+    return result
+
+
+def training_accuracy(model: nn.Module, rows: list[dict[str, Any]]) -> float:
+    """Accuracy on the training rows themselves, eval mode, no augmentation: a fold that
+    does not fit its own data (well under 1) underfits, whatever its test score."""
+    probs = predict(model, rows, model.cfg.image_size)
+    return float(np.mean(probs.argmax(1) == np.array([int(r["label"]) for r in rows])))
 
 
 def finetune(
@@ -213,11 +225,13 @@ def finetune(
         result = train_classifier(method, run, model, rows, d=d, out_dir=out_dir, resume=resume,
                                   extra=extra, progress=progress, on_epoch=curves)
         path = out_dir / f"{CHECKPOINT}.safetensors"
+        train_acc = training_accuracy(result.model, rows)
         if d.is_main:
             save_checkpoint(
                 result.model, path,
                 {**extra, "run": run.to_dict(), "epoch": run.optim.epochs, "epochs": run.optim.epochs,
-                 "finished": True, "history": result.history, "rank_weight_digests": result.digests},
+                 "finished": True, "history": result.history, "rank_weight_digests": result.digests,
+                 "train_acc": train_acc},
             )
             curves(result.history)
         distributed.barrier(d)

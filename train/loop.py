@@ -9,7 +9,6 @@ of (seed, epoch) and the RNG state is restored, the result equals an uninterrupt
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from tqdm import tqdm
 from moext import save_checkpoint
 from moext.io import atomic_save, atomic_write_text
 from train import distributed
-from train.config import RunConfig, TrainError
+from train.config import RunConfig, TrainError, resume_mismatch
 from train.data import make_loader
 
 STATE = "train_state.pt"
@@ -61,15 +60,15 @@ def check_out_dir(out_dir: Path, resume: bool, d: distributed.Dist, run: RunConf
             f"{out_dir} already holds a run ({STATE}); pass --resume to continue it or choose "
             "another --out directory"
         )
-    other = False
+    other, old = False, None
     if d.is_main and resume and run is not None and (out_dir / STATE).is_file() and (out_dir / "config.json").is_file():
         as_json = json.loads(json.dumps(run.to_dict()))  # tuples read back as lists
-        other = json.loads((out_dir / "config.json").read_text()).get("run") != as_json
+        old = json.loads((out_dir / "config.json").read_text()).get("run")
+        other = old != as_json
     if distributed.broadcast_flag(other, d):
-        raise TrainError(
-            f"--resume: {out_dir} was written with other settings; resume with the same flags "
-            f"(see {out_dir / 'config.json'}) or start in a new --out directory"
-        )
+        if old is None:  # another rank: rank 0 names the difference
+            raise TrainError(f"--resume: {out_dir} was written with other settings")
+        raise resume_mismatch(out_dir, old, run.to_dict(), out_dir / "config.json")
 
 
 def fit(
@@ -112,10 +111,7 @@ def fit(
     if resume and state_path is not None and state_path.is_file():
         st = torch.load(state_path, map_location="cpu", weights_only=True)
         if st.get("config") != run.to_dict():
-            raise TrainError(
-                f"--resume: {state_path} was written with other settings; resume with the same "
-                f"flags (see {out_dir / 'config.json'}) or start in a new --out directory"
-            )
+            raise resume_mismatch(state_path, st.get("config"), run.to_dict(), out_dir / "config.json")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         torch.set_rng_state(st["rng"])
@@ -150,7 +146,10 @@ def fit(
             leave=False,
             dynamic_ncols=True,
         )
-        for batch in bar:
+        steps = max(len(loader), 1)
+        for step, batch in enumerate(bar):
+            for group in opt.param_groups:
+                group["lr"] = run.optim.lr_at(epoch + step / steps)
             batch = _to(batch, d.device)
             loss, parts = wrapped(batch)
             opt.zero_grad(set_to_none=True)
@@ -203,6 +202,3 @@ def fit(
         raise RuntimeError(f"DDP ranks ended with different weights: {digests}")
     return FitResult(model=model, history=history, selected_epoch=selected, digests=digests)
 
-
-def clone_model(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model)

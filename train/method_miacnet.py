@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import moext
-from moext.modeling.ma2mi_losses import ma2mi_loss, sample_pair_indices
+from moext.modeling.ma2mi_losses import ma2mi_diagnostics, ma2mi_loss, sample_pair_indices
 from moext.modeling.miacnet import MIACNetConfig
 from moext.preprocess import crops_to_tensor
 from train.augment import augment_pair
@@ -65,6 +65,19 @@ def _ma2mi_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]
     return losses.total, losses.items()
 
 
+def _ma2mi_report(model: nn.Module, rows, cfg: MIACNetConfig) -> dict:
+    from torch.utils.data import DataLoader
+
+    from moext.modeling.losses import learned_motion
+    from train.methods import REPORT_PAIRS
+
+    # Un-augmented pairs with a fixed draw of (t, δ), the same for every report.
+    ds = MA2MIPairDataset(rows[:REPORT_PAIRS], cfg, None, 0)
+    d = ma2mi_diagnostics(model, DataLoader(ds, batch_size=20))
+    ok, verdict = learned_motion(d, loss="the latent loss", copy="copying z_t", code="C_Δ")
+    return {"diagnostics": d, "learned_motion": ok, "verdict": verdict}
+
+
 register_method(
     Method(
         name="miacnet",
@@ -77,6 +90,7 @@ register_method(
         pretrain_dataset=MA2MIPairDataset,
         transfer=moext.transfer_ma2mi,
         ablations={"no-position-branch": {"use_position_branch": False}},
+        pretext_report=_ma2mi_report,
     )
 )
 # `--method ma2mi` names the pre-training paradigm; it is the same method as `--model miacnet`.

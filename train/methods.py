@@ -43,6 +43,9 @@ class Method:
         ablations: Table 7 switches: name -> changes to the model config dict (a method
             leaves out those that do not apply to it).
         find_unused_parameters: DDP flag, True when a loss leaves parameters out of the graph.
+        pretext_report: (pre-trained model, rows, model config) -> {"diagnostics": {...},
+            "learned_motion": bool, "verdict": str}: whether the pretext learned motion,
+            measured after every pre-training (None: not measured).
     """
 
     name: str
@@ -56,6 +59,7 @@ class Method:
     transfer: Callable[[nn.Module, nn.Module], list[str]]
     ablations: dict[str, dict[str, Any]]
     find_unused_parameters: bool = False
+    pretext_report: Callable[[nn.Module, list, Any], dict[str, Any]] | None = None
 
     def model_config(self, d: dict[str, Any]) -> Any:
         return self.config_cls.from_dict(d)
@@ -90,6 +94,22 @@ def _moext_dataset(rows, cfg: ModelConfig, augment, seed):
     return ExpansionPairDataset(rows, cfg.image_size, augment, seed)
 
 
+# Pairs measured after pre-training: enough for stable means, few enough to take seconds.
+REPORT_PAIRS = 240
+
+
+def _moext_report(model: nn.Module, rows, cfg: ModelConfig) -> dict[str, Any]:
+    from torch.utils.data import DataLoader
+
+    from moext.modeling.losses import learned_motion, pretext_diagnostics
+    from train.data import FramePairDataset
+
+    ds = FramePairDataset(rows[:REPORT_PAIRS], cfg.image_size)
+    d = pretext_diagnostics(model, DataLoader(ds, batch_size=20))
+    ok, verdict = learned_motion(d)
+    return {"diagnostics": d, "learned_motion": ok, "verdict": verdict}
+
+
 register_method(
     Method(
         name="moext",
@@ -106,6 +126,7 @@ register_method(
             "no-L_st": {"alpha_st": 0.0},
             "no-L_ss": {"alpha_ss": 0.0},
         },
+        pretext_report=_moext_report,
     )
 )
 

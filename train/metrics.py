@@ -1,9 +1,10 @@
 """MEGC 2019 metrics (paper eq. 10-13): UF1, UAR, ACC, from a confusion matrix.
 
-Convention (DESIGN.md): the predictions of all LOSO folds are pooled and the metrics computed
-once on the pooled confusion matrix; that is the headline. A mean of per-fold scores is a
-different number (a fold holds one subject and often not every class) and is reported
-separately, labelled as such.
+Convention (docs/TRAINING.md, "Metrics"): the predictions of all LOSO folds are pooled and the
+metrics computed once on the pooled confusion matrix; that is the headline, and its UF1/UAR
+average over the classes present in the ground truth (a protocol class no test sample has
+would otherwise enter as F1 = 0). A mean of per-fold scores is a different number (a fold
+holds one subject and often not every class) and is reported separately, labelled as such.
 
 Which classes a macro average runs over: the classes given in `labels`, or, when None, those
 that occur in the true or the predicted labels (scikit-learn's rule). A class in the set that
@@ -107,12 +108,12 @@ def pooled_and_fold_mean(
 ) -> dict[str, dict[str, float]]:
     """The headline pooled scores and, separately, the mean of per-fold scores.
 
-    Pooled runs over all `num_classes`; each fold's scores run over the classes that occur in
-    that fold (scikit-learn's rule), which is why the two differ.
+    Pooled runs over the classes present in the pooled ground truth; each fold's scores run
+    over the classes that occur in that fold (scikit-learn's rule), which is why the two differ.
     """
     yt = np.concatenate([np.asarray(t, dtype=np.int64) for t, _ in folds]) if folds else np.zeros(0, np.int64)
     yp = np.concatenate([np.asarray(p, dtype=np.int64) for _, p in folds]) if folds else np.zeros(0, np.int64)
-    pooled = scores(yt, yp, num_classes, labels=list(range(num_classes)))
+    pooled = scores(yt, yp, num_classes, labels=sorted({int(v) for v in yt}))
     per_fold = [scores(t, p, num_classes) for t, p in folds]
     mean = {
         k: float(np.mean([getattr(s, k) for s in per_fold])) if per_fold else 0.0

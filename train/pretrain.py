@@ -83,14 +83,43 @@ def pretrain(run: RunConfig, out_dir: Path, *, resume: bool = False, progress: b
         )
         path = out_dir / f"{CHECKPOINT}.safetensors"
         if d.is_main:
+            report = write_pretext_report(method, result.model, rows, cfg, out_dir, result.history)
             save_checkpoint(
                 result.model,
                 path,
                 {**extra, "run": run.to_dict(), "epoch": run.optim.epochs, "epochs": run.optim.epochs,
-                 "finished": True, "history": result.history, "rank_weight_digests": result.digests},
+                 "finished": True, "history": result.history, "rank_weight_digests": result.digests,
+                 "pretext": report},
             )
             curves(result.history)
         distributed.barrier(d)
         return path
     finally:
         distributed.cleanup(d)
+
+
+REPORT = "pretext_report"
+
+
+def write_pretext_report(method, model, rows, cfg, out_dir: Path, history: list[dict[str, float]]) -> dict | None:
+    """Measure whether the pretext learned motion and write `pretext_report.json` / `.md`.
+
+    The rows are taken evenly from the pre-training rows (micro and macro alike), at most
+    `train.methods.REPORT_PAIRS` of them, un-augmented."""
+    if method.pretext_report is None:
+        return None
+    from train.methods import REPORT_PAIRS
+
+    step = max(1, len(rows) // REPORT_PAIRS)
+    report = method.pretext_report(model, rows[::step][:REPORT_PAIRS], cfg)
+    report["method"] = method.name
+    reports.write_json(out_dir / f"{REPORT}.json", report)
+    d = report["diagnostics"]
+    lines = [f"# Pretext report ({method.name}, {len(history)} epochs, {d['pairs']} pairs)", "",
+             report["verdict"] + ".", "", "| measure | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in d.items()]
+    if history:
+        lines += ["", "Last epoch's training losses: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")]
+    reports.write_text(out_dir / f"{REPORT}.md", "\n".join(lines) + "\n")
+    return report

@@ -62,7 +62,7 @@ def plot_loss_curves(curves: dict[str, list[dict[str, float]]], path: Path, titl
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title(title + (f" ({len(curves)} folds, total loss)" if many else ""))
-    if not many:
+    if not many and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     atomic_write_bytes(path, _figure_bytes(fig))
@@ -108,7 +108,8 @@ def loso_metrics(preds: list[dict[str, Any]], class_names: Sequence[str], protoc
     k = len(class_names)
     yt = [p["y_true"] for p in preds]
     yp = [p["y_pred"] for p in preds]
-    pooled = scores(yt, yp, k, labels=list(range(k)))
+    present = present_classes(yt)
+    pooled = scores(yt, yp, k, labels=present)
     folds: dict[str, list[dict[str, Any]]] = {}
     for p in preds:
         folds.setdefault(p["fold"], []).append(p)
@@ -120,16 +121,20 @@ def loso_metrics(preds: list[dict[str, Any]], class_names: Sequence[str], protoc
     if len(datasets) > 1 or protocol == "cde":
         for ds in datasets:
             sub = [p for p in preds if p["dataset"] == ds]
-            s = scores([p["y_true"] for p in sub], [p["y_pred"] for p in sub], k, labels=list(range(k)))
+            sub_true = [p["y_true"] for p in sub]
+            s = scores(sub_true, [p["y_pred"] for p in sub], k, labels=present_classes(sub_true))
             by_dataset[ds] = {"uf1": s.uf1, "uar": s.uar, "acc": s.acc, "n": s.n}
     return {
         "protocol": protocol,
         "class_names": list(class_names),
         "note": (
             "pooled: one confusion matrix over the predictions of all folds (MEGC 2019; the "
-            "headline). mean_of_folds: the mean of per-fold scores, each over the classes "
-            "present in that fold; a different number, for reference only."
+            "headline); UF1 and UAR average over the classes present in the ground truth "
+            f"({', '.join(class_names[c] for c in present)}): a protocol class no test sample "
+            "has does not enter as F1 = 0. mean_of_folds: the mean of per-fold scores, each over "
+            "the classes present in that fold; a different number, for reference only."
         ),
+        "classes_scored": [class_names[c] for c in present],
         "pooled": {"uf1": pooled.uf1, "uar": pooled.uar, "acc": pooled.acc, "n": pooled.n},
         "per_class": {
             c: {"precision": pooled.precision[i], "recall": pooled.recall[i], "f1": pooled.f1[i],
@@ -144,6 +149,12 @@ def loso_metrics(preds: list[dict[str, Any]], class_names: Sequence[str], protoc
         },
         "folds": {f: {"uf1": s.uf1, "uar": s.uar, "acc": s.acc, "n": s.n} for f, s in per_fold.items()},
     }
+
+
+def present_classes(y_true: Sequence[int]) -> list[int]:
+    """The classes the macro averages run over: those with at least one true sample (MEGC
+    practice; see docs/TRAINING.md, "Metrics")."""
+    return sorted({int(y) for y in y_true})
 
 
 def _f(x: float) -> str:
@@ -179,13 +190,26 @@ def per_class_table(m: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def loso_markdown(label: str, m: dict[str, Any], header: str = "") -> str:
+def loso_markdown(label: str, m: dict[str, Any], header: str = "", optimistic_label: str = "optimistic") -> str:
     mof = m["mean_of_folds"]
+    rows = [(label, m)]
+    if m.get("test_best"):  # only ever beside the strict row, and labelled
+        rows.append((f"{label} ({optimistic_label})", m["test_best"]))
+    acc = {k: v for k, v in (m.get("train_acc") or {}).items() if v is not None}
+    fit_line = ""
+    if acc:
+        fit_line = ("\nTraining accuracy per fold (eval mode, un-augmented training pairs): "
+                    + ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in acc.items())
+                    + f"; lowest {min(acc.values()):.3f}.\n")
+    scored = m.get("classes_scored")
     return (
         (header + "\n\n" if header else "")
         + f"## {m['protocol']} leave-one-subject-out, {len(m['folds'])} folds, {m['pooled']['n']} samples\n\n"
-        + "Pooled over all folds (MEGC 2019, the headline):\n\n"
-        + results_table([(label, m)], m["protocol"])
+        + "Pooled over all folds (MEGC 2019, the headline"
+        + (f"; UF1/UAR over the classes present in the ground truth: {', '.join(scored)}" if scored else "")
+        + "):\n\n"
+        + results_table(rows, m["protocol"])
+        + fit_line
         + "\nPer class (pooled):\n\n"
         + per_class_table(m)
         + "\nMean of per-fold scores (each fold over the classes it contains; not comparable "

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from moext.io import atomic_write_bytes, atomic_write_text
-from moext.face import FaceDetection, FaceMesh, align_face
+from moext.face import LANDMARKER_ID, FaceDetection, FaceMesh, align_face
 from moext.preprocess import CROP_SIZE
 from train.datasets import Sample, read_dataset
 from train.manifest import append_row, load_rows, rewrite_rows
@@ -177,10 +177,35 @@ def process_sample(s: Sample, cache: Path, mesh: FaceMesh, cfg: PreprocessConfig
     return row
 
 
+def check_landmarker(cache: str | Path) -> None:
+    """Refuse a cache whose crops another landmarker aligned (issue 16): its landmarks, and so
+    its crops, differ from what the live recognizer's landmarker gives. Caches record the
+    landmarker per dataset in `preprocess.json`; none recorded means the legacy face mesh.
+
+    Raises:
+        CacheError: one line naming the landmarker found and the command to run.
+    """
+    cache = Path(cache)
+    path = cache / SETTINGS
+    try:
+        settings = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        settings = {}
+    found = {ds: s.get("landmarker") for ds, s in settings.items() if isinstance(s, dict)} or {"?": None}
+    bad = {ds: lm for ds, lm in found.items() if lm != LANDMARKER_ID}
+    if bad:
+        ds, lm = next(iter(bad.items()))
+        made = f"landmarker {lm!r}" if lm else "no recorded landmarker (the legacy face mesh)"
+        redo = (f"`moext-train preprocess {ds} ROOT --out {cache} --restart`" if ds != "?"
+                else f"`moext-train preprocess DATASET ROOT --out {cache} --restart`")
+        raise CacheError(f"cache {cache} was made with {made}, not {LANDMARKER_ID!r}; its crops would not match "
+                         f"the live alignment: re-run {redo}")
+
+
 def _check_settings(cache: Path, dataset: str, root: Path, cfg: PreprocessConfig, restart: bool) -> None:
     path = cache / SETTINGS
     settings = json.loads(path.read_text()) if path.is_file() else {}
-    mine = {"root": str(root), **asdict(cfg)}
+    mine = {"root": str(root), **asdict(cfg), "landmarker": LANDMARKER_ID}
     old = settings.get(dataset)
     if old is not None and old != mine and not restart:
         diff = {k: (old.get(k), v) for k, v in mine.items() if old.get(k) != v}

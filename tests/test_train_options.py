@@ -1,0 +1,185 @@
+"""Issue 15 / 13 command-line items: options generated from the config dataclasses (--config,
+--set, model flags of every registered method), --help listing the methods, --resume however
+the paths are spelled (and naming what differs), `evaluate` for cross-dataset scores, the
+"as published" test-fold selection beside the strict figure, and --verbose."""
+
+import json
+import os
+import re
+
+import pytest
+from train_data_helpers import TINY_MODEL, make_cache
+from typer.testing import CliRunner
+
+from moext import ModelConfig, MoExtPretrain, save_checkpoint
+from train.cli import app
+
+MODEL_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_MODEL.items()]
+FAST = ["--epochs", "1", "--batch-size", "6", "--repeats", "1", "--quiet", "--threads", "1"]
+
+
+def _invoke(args, **kw):
+    return CliRunner().invoke(app, args, **kw)
+
+
+def _one_line_error(result, *needles):
+    assert result.exit_code != 0, result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "loso", "ablate"])
+def test_help_lists_the_methods_that_exist(command):
+    r = _invoke([command, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
+    assert r.exit_code == 0
+    text = re.sub(r"\s+", " ", r.output)
+    assert "training method: ma2mi, miacnet, moext" in text
+    assert "moext, ..." not in text
+    # model flags of both methods, each saying whose it is
+    assert "--action-channels" in text and "--branch-channels" in text
+    assert re.search(r"--action-channels .*\(ma2mi, miacnet\)", text)
+
+
+def test_resume_accepts_the_same_run_however_the_cache_path_is_spelled(tmp_path, monkeypatch):
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    r = _invoke(["finetune", str(cache), "--protocol", "cde", "--out", str(tmp_path / "run"), *FAST, *MODEL_FLAGS])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    r = _invoke(["finetune", "../cache", "--protocol", "cde", "--out", "../run", "--resume", *FAST, *MODEL_FLAGS])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["run"]
+    assert saved["caches"] == [str(cache.resolve())]
+
+
+def test_resume_with_other_settings_names_the_difference(tmp_path):
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    out = str(tmp_path / "run")
+    assert _invoke(["finetune", str(cache), "--protocol", "cde", "--out", out, *FAST, *MODEL_FLAGS]).exit_code == 0
+    r = _invoke(["finetune", str(cache), "--protocol", "cde", "--out", out, "--resume", "--lr", "0.5", *FAST,
+                 *MODEL_FLAGS])
+    line = _one_line_error(r, "--resume", "optim.lr: 0.0", "-> 0.5")
+    assert "caches" not in line  # only what really differs
+
+
+def test_config_file_then_set_reproduces_a_run_with_one_change(tmp_path):
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    r = _invoke(["finetune", str(cache), "--protocol", "cde", "--out", str(tmp_path / "a"), "--dropout", "0.1",
+                 "--lr", "0.002", *FAST, *MODEL_FLAGS])
+    assert r.exit_code == 0, r.output
+    r = _invoke(["finetune", str(cache), "--out", str(tmp_path / "b"), "--config", str(tmp_path / "a" / "config.json"),
+                 "--set", "optim.epochs=2", "--quiet", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    a = json.loads((tmp_path / "a" / "config.json").read_text())
+    b = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert b["run"]["optim"] == {**a["run"]["optim"], "epochs": 2} and b["run"]["protocol"] == "cde"
+    assert b["model"] == a["model"] and b["model"]["dropout"] == 0.1 and b["model"]["branch_channels"] == 8
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--set", "nonsense=1"], ("--set nonsense: unknown setting",)),
+    (["--set", "optim.dropout=0.1"], ("--set optim.dropout: no setting 'dropout' in group 'optim'",)),
+    (["--set", "lr"], ("write KEY=VALUE",)),
+    (["--action-channels", "8"], ("--action-channels is not a setting of --method moext", "ma2mi/miacnet")),
+    (["--config", "missing.json"], ("--config missing.json: no such file",)),
+])
+def test_bad_settings_are_one_line_errors(tmp_path, args, needles):
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    r = _invoke(["finetune", str(cache), "--protocol", "cde", "--out", str(tmp_path / "run"), *FAST, *MODEL_FLAGS,
+                 *args])
+    _one_line_error(r, *needles)
+
+
+def test_a_method_is_configured_the_same_way_as_moext(tmp_path):
+    """MIACNet's own field is a flag and a --set key like MoExt's are."""
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    tiny = ["--backbone", "mobilenet_v3_small", "--image-size", "32", "--position-channels", "4",
+            "--fusion-channels", "8", "--latent-width", "8"]
+    r = _invoke(["finetune", str(cache), "--protocol", "cde", "--method", "miacnet", "--out", str(tmp_path / "run"),
+                 "--action-channels", "6", "--set", "model.dropout=0.05", *tiny, *FAST])
+    assert r.exit_code == 0, r.output
+    model = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    assert (model["action_channels"], model["dropout"], model["position_channels"]) == (6, 0.05, 4)
+
+
+def _classifier(tmp_path, cache):
+    r = _invoke(["finetune", str(cache), "--protocol", "cde", "--out", str(tmp_path / "clf"), *FAST, *MODEL_FLAGS])
+    assert r.exit_code == 0, r.output
+    return tmp_path / "clf" / "classifier.safetensors"
+
+
+def test_evaluate_scores_a_checkpoint_on_another_cache(tmp_path):
+    train_cache = make_cache(tmp_path / "train", subjects=2, seed=1)
+    other = make_cache(tmp_path / "other", subjects=3, dataset="samm", seed=2)
+    ckpt = _classifier(tmp_path, train_cache)
+    r = _invoke(["evaluate", str(ckpt), str(other), "--protocol", "cde", "--out", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    assert "pooled over folds: UF1" in r.output and "warning" not in r.output
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["pooled"]["n"] == 9 and set(m["folds"]) == {"samm/sub01", "samm/sub02", "samm/sub03"}
+    assert m["subjects_seen_in_training"] == []
+    for name in ("predictions.csv", "results.md", "confusion_matrix.png", "config.json"):
+        assert (tmp_path / "ev" / name).is_file(), name
+    # The training data itself: scored, with the warning that it is not cross-dataset.
+    r = _invoke(["evaluate", str(ckpt), str(train_cache), "--protocol", "cde", "--out", str(tmp_path / "ev2")])
+    assert r.exit_code == 0 and "warning: 2 evaluated subjects were in the checkpoint's training data" in r.output
+
+
+def test_evaluate_refuses_bad_inputs_in_one_line(tmp_path):
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    pre = save_checkpoint(MoExtPretrain(ModelConfig(**TINY_MODEL)), tmp_path / "pre.safetensors")
+    r = _invoke(["evaluate", str(pre), str(cache), "--protocol", "cde", "--out", str(tmp_path / "a")])
+    _one_line_error(r, "holds a 'moext-pretrain' model", "evaluate scores a classifier")
+    ckpt = _classifier(tmp_path, cache)
+    r = _invoke(["evaluate", str(ckpt), str(cache), "--protocol", "samm-5", "--out", str(tmp_path / "b")])
+    _one_line_error(r, "protocol 'samm-5' keeps none of the micro-expression samples")
+    r = _invoke(["evaluate", str(ckpt), str(cache), "--protocol", "casme2-5", "--out", str(tmp_path / "c")])
+    _one_line_error(r, "protocol casme2-5 has the classes", "was trained on ['negative', 'positive', 'surprise']")
+
+
+def test_test_best_selection_is_reported_only_beside_the_strict_figure(tmp_path):
+    cache = make_cache(tmp_path / "cache", subjects=3)
+    r = _invoke(["loso", str(cache), "--protocol", "cde", "--out", str(tmp_path / "run"), "--selection", "test-best",
+                 "--epochs", "2", "--batch-size", "6", "--repeats", "1", "--threads", "1", *MODEL_FLAGS])
+    assert r.exit_code == 0, r.output
+    assert "training accuracy" in r.output  # every fold's summary says whether it fitted
+    assert "optimistic, test-fold selection (not a result)" in r.output
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["test_best"]["label"] == "optimistic: test-fold selection"
+    assert set(m["test_best"]["epoch_per_fold"].values()) <= {1, 2}
+    assert m["test_best"]["pooled"]["acc"] >= m["pooled"]["acc"] - 1e-9  # never below the strict figure's folds
+    md = (tmp_path / "run" / "results.md").read_text()
+    strict, optimistic = md.index("| loso") if "| loso" in md else md.index("| moext"), md.index("optimistic: test-fold")
+    assert strict < optimistic  # the strict row first, the labelled one beside it
+    folds = [json.loads(p.read_text()) for p in (tmp_path / "run" / "folds").glob("*.json")]
+    assert all(len(f["test_by_epoch"]) == 2 for f in folds)
+
+
+def test_fixed_selection_reports_no_optimistic_figure(tmp_path):
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    r = _invoke(["loso", str(cache), "--protocol", "cde", "--out", str(tmp_path / "run"), *FAST, *MODEL_FLAGS])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "test_best" not in m and "optimistic" not in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_verbose_keeps_native_logs(tmp_path, monkeypatch):
+    monkeypatch.delenv("MOEXT_VERBOSE", raising=False)
+    r = _invoke(["--verbose", "synth", "--out", str(tmp_path / "s"), "--subjects", "1", "--per-class", "0",
+                 "--macro-per-class", "0", "--long-videos", "0", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert os.environ.get("MOEXT_VERBOSE") == "1"
+    monkeypatch.delenv("MOEXT_VERBOSE")
+
+
+def test_a_cache_from_another_landmarker_is_refused_in_one_line(tmp_path):
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    (cache / "preprocess.json").unlink()  # as caches made before issue 16: the legacy face mesh
+    r = _invoke(["finetune", str(cache), "--protocol", "cde", "--out", str(tmp_path / "run"), *FAST, *MODEL_FLAGS])
+    _one_line_error(r, "no recorded landmarker (the legacy face mesh)", "re-run `moext-train preprocess")
+    (cache / "preprocess.json").write_text(json.dumps({"casme2": {"landmarker": "mediapipe-legacy-face-mesh"}}))
+    r = _invoke(["finetune", str(cache), "--protocol", "cde", "--out", str(tmp_path / "run"), *FAST, *MODEL_FLAGS])
+    _one_line_error(r, "landmarker 'mediapipe-legacy-face-mesh'", "moext-train preprocess casme2 ROOT")
