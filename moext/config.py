@@ -64,8 +64,10 @@ class ModelConfig(JsonConfig):
         projection_dim: output width of the projection f(.) shared by L_st and L_ss.
         num_classes / class_names: the classifier head; names travel with the weights.
         use_motion_extractor: False is the Table 7 ablation that feeds |S_a - S_o| to the head.
-        alpha_st, alpha_ss: loss weights alpha1 and alpha2 of eq. 9.
-        margin_st, margin_ss: epsilon of eq. 7 and eq. 8 (the paper gives [0.2, 0.5]).
+        alpha_st: alpha1 of eq. 9, the weight of L_st (0 = Table 7 "no L_st").
+        alpha_ss: alpha2 of eq. 9, the weight of L_ss (0 = Table 7 "no L_ss").
+        margin_st: epsilon of eq. 7 (the paper gives [0.2, 0.5]).
+        margin_ss: epsilon of eq. 8 (the paper gives [0.2, 0.5]).
         dropout: dropout before the classifier head.
     """
 

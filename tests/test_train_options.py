@@ -183,3 +183,60 @@ def test_a_cache_from_another_landmarker_is_refused_in_one_line(tmp_path):
     (cache / "preprocess.json").write_text(json.dumps({"casme2": {"landmarker": "mediapipe-legacy-face-mesh"}}))
     r = _invoke(["finetune", str(cache), "--protocol", "cde", "--out", str(tmp_path / "run"), *FAST, *MODEL_FLAGS])
     _one_line_error(r, "landmarker 'mediapipe-legacy-face-mesh'", "moext-train preprocess casme2 ROOT")
+
+
+def test_pretrain_writes_its_pretext_report_and_says_it(tmp_path):
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    r = _invoke(["pretrain", str(cache), "--out", str(tmp_path / "pre"), *FAST, *MODEL_FLAGS])
+    assert r.exit_code == 0, r.output
+    assert "pretext: the pretext " in r.output and "pretext_report.md" in r.output
+    rep = json.loads((tmp_path / "pre" / "pretext_report.json").read_text())
+    d = rep["diagnostics"]
+    assert {"re", "re_copy_onset", "re_motion_zeroed", "re_no_motion", "shape_cosine", "dead_units"} <= set(d)
+    assert d["pairs"] == 8 and isinstance(rep["learned_motion"], bool)
+    md = (tmp_path / "pre" / "pretext_report.md").read_text()
+    assert rep["verdict"] in md and "re_copy_onset" in md
+    extra = json.loads((tmp_path / "pre" / "pretrained.json").read_text())["extra"]
+    assert extra["pretext"]["verdict"] == rep["verdict"]
+
+
+def test_residual_reconstruction_starts_at_the_copy_baseline(tiny_cfg):
+    import torch
+
+    from moext.modeling.losses import pretext_diagnostics
+
+    x_o = torch.randn(4, 3, 64, 64)
+    x_a = x_o + 0.1 * torch.randn_like(x_o)
+    d = pretext_diagnostics(MoExtPretrain(tiny_cfg), [(x_o, x_a)])
+    assert d["re"] == pytest.approx(d["re_copy_onset"], rel=0.02)  # R's output starts near 0
+    import dataclasses
+
+    full = pretext_diagnostics(MoExtPretrain(dataclasses.replace(tiny_cfg, reconstruction="full")), [(x_o, x_a)])
+    assert full["re"] > 3 * full["re_copy_onset"]  # a decoder from maps alone starts far off
+
+
+def test_bn_recalibration_sets_the_exact_statistics_of_the_training_pairs(tmp_path, tiny_cfg):
+    import torch
+
+    from moext import MoExtClassifier
+    from train.bn import reestimate_bn
+    from train.data import PairDataset, load_rows
+    from train.protocols import apply_protocol
+
+    rows = apply_protocol("cde", [r for r in load_rows([make_cache(tmp_path / "c", subjects=2)]) if r["kind"] == "micro"])
+    model = MoExtClassifier(tiny_cfg)
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen = []
+    hook = bn.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach()))
+    ds = PairDataset(rows, tiny_cfg.image_size, None, 0)
+    x_o = torch.stack([ds[i][0] for i in range(len(ds))])
+    x_a = torch.stack([ds[i][1] for i in range(len(ds))])
+    model.train()
+    with torch.no_grad():
+        model(x_o, x_a)
+    want = torch.cat(seen).mean(dim=(0, 2, 3))
+    seen.clear()
+    bn.running_mean.fill_(5.0)
+    reestimate_bn(model, rows, batch_size=len(rows))
+    hook.remove()
+    assert not model.training and torch.allclose(bn.running_mean, want, atol=1e-5)

@@ -20,10 +20,13 @@ class OptimConfig:
     Attributes:
         batch_size: global batch (split over DDP ranks); pairs per step.
         epochs: passes over the (augmented) training data.
-        lr, weight_decay: Adam's.
-        schedule: "constant" (the paper) or "cosine" (decay to `min_lr_ratio` x lr over the
-            run), either after `warmup_epochs` of linear warm-up from lr / 10. The learning
-            rate is a function of (epoch, step), so a resumed run follows the same curve.
+        lr: Adam's learning rate (the peak, with a schedule).
+        weight_decay: Adam's weight decay.
+        schedule: "constant" (the paper) or "cosine" (decay to min_lr_ratio x lr over the
+            run), either after warmup_epochs. The learning rate is a function of (epoch,
+            step), so a resumed run follows the same curve.
+        warmup_epochs: epochs of linear warm-up from lr / 10 to lr (0 = none).
+        min_lr_ratio: where the cosine schedule ends, as a fraction of lr.
     """
 
     batch_size: int = 20
@@ -59,10 +62,11 @@ class AugmentConfig:
         expansion_m: instances per expansion set in pre-training (the frame + m-1 variants).
         noise_std: std of the additive Gaussian noise variant, in 0..255 pixel units.
         contrast_gain: (low, high) of the contrast-increase variant's gain.
-        rigid_px, rigid_deg, rigid_scale: extra rigid motion of the apex relative to the onset
-            (uniform in +-value; translation in pixels of the cached crop). 0 in the paper; the
-            demo weights use it because a live camera gives a little head motion and
-            alignment jitter between onset and current frame that is not an expression.
+        rigid_px: apex-only random shift in pixels of the cached crop (uniform in +-value):
+            live-like head motion and alignment jitter that is not an expression; 0 in the paper.
+        rigid_deg: apex-only random rotation in degrees (uniform in +-value); 0 in the paper.
+        rigid_scale: apex-only random scale change, a fraction (uniform in +-value); 0 in
+            the paper.
         sensor_noise_std: Gaussian noise drawn independently for onset and apex (0..255 units),
             like a camera's; 0 in the paper.
     """
