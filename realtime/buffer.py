@@ -37,6 +37,11 @@ class BufferedFrame:
         blendshapes: (52,) float32 MediaPipe blendshape scores, or None.
         au: (A,) float32 action-unit intensities from them (`moext.blendshapes.AU_TABLE`
             order), or None.
+        chain_prev, chain_sum: this frame's link in a chain of optical-flow hops (each frame
+            is measured against the frame `bump_lag_ms` before it, `flow`): the index of
+            that earlier frame, and the sum of the hops' group displacement vectors
+            ((12, 2), % IOD, face axes) since the chain began. The difference of two frames'
+            sums on one chain is the flow displacement between them (set by the spotter).
     """
 
     index: int
@@ -50,6 +55,8 @@ class BufferedFrame:
     flow: tuple | None = None
     blendshapes: np.ndarray | None = None
     au: np.ndarray | None = None
+    chain_prev: int | None = None
+    chain_sum: np.ndarray | None = None
 
 
 class RollingBuffer:

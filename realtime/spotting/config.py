@@ -33,6 +33,13 @@ class SpottingConfig:
         enter_z: entry threshold of the sustained detector's landmark cue on its score
             (group displacement from the lagged reference / that group's quiet RMS).
         enter_min: ...and its leading group must have moved at least this far (% IOD).
+        sustain_ms: the sustained detector opens a movement only once its score has stayed
+            above entry this long: brief movements are the transient detector's.
+        flow_sustained: the sustained detector also measures displacement by optical flow,
+            chained over the flow hops the transient cue measures anyway (no extra flow per
+            frame); needs frames with grey crops (the recognizer's).
+        flow_enter_z, flow_enter_min: its entry, in units of its quiet level and % IOD
+            (flow reads small local motions about a third low, see `FlowMeter`).
         au_cue: the sustained detector also watches the action units (MediaPipe's
             blendshapes, trained on real faces): a movement enters when a unit changed by
             `au_enter` from the lagged reference, `au_z` times its quiet level. Blendshapes
@@ -100,6 +107,10 @@ class SpottingConfig:
     noise_alpha: float = 0.02
     enter_z: float = 3.0
     enter_min: float = 3.0
+    sustain_ms: float = 0.0
+    flow_sustained: bool = True
+    flow_enter_z: float = 4.0
+    flow_enter_min: float = 1.5
     au_cue: bool = True
     au_enter: float = 0.2
     au_z: float = 3.0

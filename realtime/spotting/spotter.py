@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from realtime.buffer import BufferedFrame, RollingBuffer
-from realtime.motion import MotionMeasure, measure_motion
+from realtime.motion import MotionMeasure, group_magnitudes, measure_motion
 from realtime.spotting.config import SpottingConfig
 from realtime.spotting.events import SpottedEvent, SpotUpdate
 from realtime.spotting.sustained import SustainedDetector
@@ -29,7 +29,8 @@ class Spotter:
     def __init__(self, cfg: SpottingConfig | None = None):
         self.cfg = cfg or SpottingConfig()
         self.discarded: dict[str, int] = {}
-        self.ctx = SpotContext(RollingBuffer(), self._discard, self._head_moving, self._unlag)
+        self.ctx = SpotContext(RollingBuffer(), self._discard, self._head_moving, self._unlag,
+                               self._flow_displacement)
         self.sustained = SustainedDetector(self.cfg, self.ctx)
         self.transient = TransientDetector(self.cfg, self.ctx)
         self.reset()
@@ -47,8 +48,10 @@ class Spotter:
         self.still_since: float | None = None
         self.prev: BufferedFrame | None = None
         self.lm_from = 0  # the landmark cues' references: from this frame on
-        self.au_from = 0  # the action-unit cue's references: from this frame on
+        self.au_from: int | None = 0  # the action-unit cue's references: from this frame on
+        # (None: it waits for the face to settle too, after an event)
         self.history: list[np.ndarray] = []
+        self.transient_live = False  # whether the transient detector steps while settling
         self.sustained.end()
         self.sustained.recent.clear()
         self.transient.last_micro_off = -1e18
@@ -75,11 +78,49 @@ class Spotter:
         back = (k - 1) // 2 + (k - 1) % 2
         return self.ctx.buffer.get(f.index - back) or f
 
-    def _settle(self, rec: BufferedFrame) -> None:
-        """The landmark cues start over (wait for stillness); the action units go on."""
+    def _link(self, rec: BufferedFrame) -> None:
+        """Put `rec` on its flow chain: its stage-1 flow partner (the frame `bump_lag_ms`
+        before it) is the previous link, and the chain's running sum of group vectors
+        grows by this hop."""
+        if rec.flow is None:
+            return
+        partner = self.ctx.buffer.latest_at_or_before(rec.flow[0])
+        if partner is None or partner.t_ms != rec.flow[0] or partner.index >= rec.index:
+            return
+        base = partner.chain_sum if partner.chain_sum is not None else np.zeros_like(rec.flow[1].vectors)
+        rec.chain_prev = partner.index
+        rec.chain_sum = base + rec.flow[1].vectors
+
+    def _flow_displacement(self, f: BufferedFrame, ref: BufferedFrame) -> np.ndarray | None:
+        """Flow displacement from `ref` to `f` along `f`'s chain: the link at or just before
+        `ref` (within one hop) stands for it."""
+        if f.chain_sum is None or ref is None:
+            return None
+        buf, hop = self.ctx.buffer, self.cfg.bump_lag_ms
+        node = f
+        while node.t_ms > ref.t_ms:
+            if node.chain_prev is None:
+                return None
+            prev = buf.get(node.chain_prev)
+            if prev is None or prev.chain_sum is None and prev.chain_prev is not None:
+                return None
+            node = prev
+        if ref.t_ms - node.t_ms > hop:
+            return None
+        base = node.chain_sum if node.chain_sum is not None else 0.0
+        return group_magnitudes(f.chain_sum - base)
+
+    def _settle(self, rec: BufferedFrame, keep_transient: bool = False) -> None:
+        """The landmark cues wait for stillness before their next reference; the action
+        units go on. After head motion (or a new face) the transient detector starts over
+        too; after a sustained event it keeps going (`keep_transient`): a micro-expression
+        large enough to enter the sustained detector is still the transient detector's to
+        report (restarting it there hid such movements, seen on the demo video)."""
         self.state = "settling"
         self.still_since = None
-        self.transient.clear_trace()
+        self.transient_live = keep_transient
+        if not keep_transient:
+            self.transient.clear_trace()
         self.sustained.recent.clear()
         spans = self.ctx.macro_spans
         if spans and spans[-1][1] == float("inf"):
@@ -93,6 +134,7 @@ class Spotter:
         self.history.append(rec.landmarks.astype(np.float64))
         del self.history[: -c.landmark_frames]
         rec.points = sum(self.history) / len(self.history)
+        self._link(rec)
         if self.state == "waiting":
             self.seen += 1
             if self.seen >= c.warmup_frames:
@@ -103,8 +145,9 @@ class Spotter:
         if self.state == "active":
             return self._active(rec)
 
-        au_ref = self._ref(rec, c.macro_lag_ms, self.au_from)
+        au_ref = self._ref(rec, c.macro_lag_ms, self.au_from) if self.au_from is not None else None
         if self.state == "settling":
+            events, why = self.transient.step(rec) if self.transient_live else ([], None)
             step = measure_motion(rec.points, prev.points) if prev is not None else None
             still = step is not None and step.motion < c.settle_threshold and not self._head_moving(step)
             if not still:
@@ -114,13 +157,17 @@ class Spotter:
             if self.still_since is not None and rec.t_ms - self.still_since >= c.settle_ms:
                 self.state = "quiet"
                 self.lm_from = rec.index
-                self.transient.restart(rec.index)
-                return SpotUpdate(self.state)
+                if self.au_from is None:
+                    self.au_from = rec.index
+                if not self.transient_live:
+                    self.transient.restart(rec.index)
+                self.transient_live = True
+                return SpotUpdate(self.state, events=events, discarded=why)
             # Only the action units watch while the landmarks settle.
             smooth, _ = self.sustained.quiet_step(rec, None, au_ref)
             if self.sustained.open:
                 self.state = "active"
-            return SpotUpdate(self.state, self.sustained.ref, score=smooth)
+            return SpotUpdate(self.state, self.sustained.ref, score=smooth, events=events, discarded=why)
 
         # quiet
         events, why = self.transient.step(rec)
@@ -150,16 +197,14 @@ class Spotter:
         smooth, m, done = self.sustained.active_step(rec)
         if done is None:
             return SpotUpdate(self.state, ref, m.motion, smooth, m, events, why)
-        returned = done and self.sustained.lm_valid
+        lm_entered = self.sustained.lm_valid
         closed, why2 = self.sustained.close(returned=done)
-        if returned:
-            self.state = "quiet"
-            self.lm_from = rec.index
-        else:
-            self._settle(rec)
-        # The action units measure from here on: a reference from before the event would
-        # report the same movement again.
-        self.au_from = rec.index
+        # An event closes when its score has fallen to half its peak, while the face is
+        # still on its way back: both cues take their next reference only once the face
+        # has settled, or the rest of the return would be measured as a new movement (and
+        # a reference from before the event would report the same movement again).
+        self._settle(rec, keep_transient=lm_entered)
+        self.au_from = None
         return SpotUpdate(self.state, ref, m.motion, smooth, m, events + closed, why2 or why)
 
     def finish(self) -> list[SpottedEvent]:

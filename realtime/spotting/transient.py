@@ -65,6 +65,8 @@ class SpotContext:
         discard: count a dropped movement under a reason; returns the reason.
         head_moving: whether a landmark motion measure shows head motion past the limits.
         unlag: the frame whose time averaged landmarks stand for.
+        flow_displacement: (frame, earlier reference) -> (G,) group displacement between
+            them by optical flow (% IOD), or None where the flow chain does not reach.
         macro_spans: (start, end) ms of recent and ongoing sustained movements (end inf
             while open): transients inside them are their edges, not micro-expressions.
     """
@@ -73,6 +75,7 @@ class SpotContext:
     discard: Callable[[str], str]
     head_moving: Callable[[MotionMeasure], bool]
     unlag: Callable[[BufferedFrame], BufferedFrame]
+    flow_displacement: Callable[[BufferedFrame, BufferedFrame], np.ndarray | None]
     macro_spans: deque = field(default_factory=lambda: deque(maxlen=8))
 
 
