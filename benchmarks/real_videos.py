@@ -81,7 +81,7 @@ def run_video(path: Path, landmarks: str = "mesh") -> tuple[list[dict], dict]:
     from realtime.recognizer import Recognizer, RecognizerConfig
     from realtime.sources import VideoSource
 
-    rec = Recognizer(backend="onnx", config=RecognizerConfig(landmarks=landmarks))
+    rec = Recognizer.from_checkpoint(backend="onnx", config=RecognizerConfig(landmarks=landmarks))
     events = []
     with VideoSource(path) as src:
         for _, r in run_frames(rec, src):

@@ -68,7 +68,7 @@ def worker(args: argparse.Namespace) -> None:
     load0 = os.getloadavg()[0]
     backend, precision, landmarks = _variant(args.backend)
     threads = os.cpu_count() if args.sequential else None  # as moext-live --no-pipeline
-    rec = Recognizer(args.checkpoint, backend=backend,
+    rec = Recognizer.from_checkpoint(args.checkpoint, backend=backend,
                      config=RecognizerConfig(precision=precision, landmarks=landmarks, threads=threads,
                                              spotting=SpottingConfig(transient_cue=args.cue)))
     src = VideoSource(args.video, loop=True)
@@ -126,7 +126,7 @@ def int8_agreement(checkpoint: Path, video: Path, frames: int) -> dict:
     from realtime.recognizer import Recognizer, RecognizerConfig, _softmax
     from realtime.sources import VideoSource
 
-    recs = [Recognizer(checkpoint, backend="onnx", config=RecognizerConfig(precision=p))
+    recs = [Recognizer.from_checkpoint(checkpoint, backend="onnx", config=RecognizerConfig(precision=p))
             for p in ("fp32", "int8")]
     onset = [None, None]
     diffs, agree = [], []

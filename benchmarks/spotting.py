@@ -74,7 +74,7 @@ def run_video(video: Path, truth: dict, landmarks: str = "mesh", cue: str = "flo
     from realtime.sources import VideoSource
     from realtime.spotting import SpottingConfig, interval_iou, score_intervals
 
-    rec = Recognizer(backend="onnx", config=RecognizerConfig(
+    rec = Recognizer.from_checkpoint(backend="onnx", config=RecognizerConfig(
         landmarks=landmarks, spotting=SpottingConfig(transient_cue=cue, au_cue=au_cue)))
     events = []
     with VideoSource(video) as src:

@@ -8,32 +8,86 @@ one runs:
 - `head(f_o, f_a)`: onset and current features -> logits (B, num_classes) float32.
 
 `tensorrt` (torch-tensorrt, fp16, CUDA), `onnx` (ONNX Runtime on CPU), `torch` (eager).
-`select_backend("auto")` picks TensorRT where CUDA and torch-tensorrt are present, else
-ONNX Runtime, and says why.
+`choose_backend("auto")` picks the first usable one in `REGISTRY` order (TensorRT where CUDA
+and torch-tensorrt are present, else ONNX Runtime, else PyTorch) and says why.
+
+Every backend is one `BackendSpec` in `REGISTRY` (name, help, a probe that says why it
+cannot run here, and a builder); the CLIs' choices, `--help` and `load_backend` all read
+that table. A new backend is a module defining a class with `name`, `features` and `head`
+and calling `register_backend(BackendSpec(...))`, plus its import in `_PLUGINS` below
+(docs/ARCHITECTURE.md has the steps).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
-import torch
-from torch import nn
 
-from realtime.export import (
-    TensorRTUnavailable,
-    cached_onnx,
-    cached_tensorrt,
-    import_torch_tensorrt,
-)
+if TYPE_CHECKING:
+    from torch import nn
 
-BACKENDS = ("auto", "tensorrt", "onnx", "torch")
-
+# torch and the exporters load on first use: `moext-live --help` reads this registry and
+# should not wait 2.5 s for torch.
 
 class BackendUnavailable(RuntimeError):
     """The chosen backend cannot run here; the message says what to install or choose."""
+
+
+class Backend(Protocol):
+    """What the recognizer needs of a backend (all arrays NumPy float32)."""
+
+    name: str
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) network input -> (B, D...) backbone features."""
+        ...
+
+    def head(self, f_o: np.ndarray, f_a: np.ndarray) -> np.ndarray:
+        """Onset and current features -> (B, num_classes) logits."""
+        ...
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend in the registry.
+
+    Attributes:
+        name: what --backend calls it.
+        label: what messages call it ("ONNX Runtime").
+        help: one line for --help.
+        unavailable: () -> why it cannot run on this machine (with the fix), or None.
+        build: (checkpoint path, model, threads, precision) -> a `Backend`; may raise
+            `BackendUnavailable`.
+        precisions: the --precision values it runs.
+        own_precision: it runs one precision of its own whatever --precision says
+            (TensorRT: fp16), so `auto` may keep it for an int8 request.
+    """
+
+    name: str
+    label: str
+    help: str
+    unavailable: Callable[[], str | None]
+    build: Callable[..., Backend]
+    precisions: tuple[str, ...] = ("fp32",)
+    own_precision: str | None = None
+
+
+REGISTRY: dict[str, BackendSpec] = {}
+
+
+def register_backend(spec: BackendSpec) -> None:
+    """Add a backend; `auto` tries backends in registration order."""
+    REGISTRY[spec.name] = spec
+
+
+def backend_names() -> tuple[str, ...]:
+    """The --backend choices: auto, then every registered backend."""
+    return ("auto", *REGISTRY)
 
 
 class TorchBackend:
@@ -42,18 +96,23 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model: nn.Module, device: str = "cpu"):
+        import torch
+
+        self._torch = torch
         self.device = torch.device(device)
         self.model = model.eval().float().to(self.device)
 
-    @torch.inference_mode()
     def features(self, x: np.ndarray) -> np.ndarray:
-        f = self.model.forward_features(torch.from_numpy(x).to(self.device))
-        return f.float().cpu().numpy()
+        torch = self._torch
+        with torch.inference_mode():
+            f = self.model.forward_features(torch.from_numpy(x).to(self.device))
+            return f.float().cpu().numpy()
 
-    @torch.inference_mode()
     def head(self, f_o: np.ndarray, f_a: np.ndarray) -> np.ndarray:
-        t = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
-        return self.model.forward_head(t(f_o), t(f_a)).float().cpu().numpy()
+        torch = self._torch
+        with torch.inference_mode():
+            t = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+            return self.model.forward_head(t(f_o), t(f_a)).float().cpu().numpy()
 
 
 # Features passes faster than this (ms, on all cores) run on one thread, see OnnxBackend.
@@ -120,20 +179,27 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, features_path: str | Path, head_path: str | Path):
+        import torch
+
+        from realtime.export import import_torch_tensorrt
+
         import_torch_tensorrt()  # registers the TensorRT runtime ops the programs call
+        self._torch = torch
         self._feat = torch.export.load(str(features_path)).module()
         self._head = torch.export.load(str(head_path)).module()
         self.device = torch.device("cuda")
 
-    @torch.inference_mode()
     def features(self, x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(x).to(self.device, non_blocking=True).half()
-        return self._feat(t).float().cpu().numpy()
+        torch = self._torch
+        with torch.inference_mode():
+            t = torch.from_numpy(x).to(self.device, non_blocking=True).half()
+            return self._feat(t).float().cpu().numpy()
 
-    @torch.inference_mode()
     def head(self, f_o: np.ndarray, f_a: np.ndarray) -> np.ndarray:
-        t = lambda a: torch.from_numpy(a).to(self.device).half()  # noqa: E731
-        return self._head(t(f_o), t(f_a)).float().cpu().numpy()
+        torch = self._torch
+        with torch.inference_mode():
+            t = lambda a: torch.from_numpy(a).to(self.device).half()  # noqa: E731
+            return self._head(t(f_o), t(f_a)).float().cpu().numpy()
 
 
 @dataclass
@@ -142,32 +208,98 @@ class BackendChoice:
     reason: str
 
 
-def _onnxruntime_present() -> bool:
+def _tensorrt_unavailable() -> str | None:
+    from realtime.export import TensorRTUnavailable, import_torch_tensorrt
+
+    try:
+        import_torch_tensorrt()
+    except TensorRTUnavailable as e:
+        return str(e)
+    return None
+
+
+def _onnx_unavailable() -> str | None:
     try:
         import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except ImportError as e:
+        return f"onnxruntime cannot be imported ({e}); pip install onnxruntime"
+    return None
+
+
+def _build_torch(checkpoint, model, threads, precision) -> Backend:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return TorchBackend(model, "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _build_onnx(checkpoint, model, threads, precision) -> Backend:
+    from realtime.export import cached_onnx
+
+    feat, head = cached_onnx(checkpoint, model, precision)
+    return OnnxBackend(feat, head, threads or _default_threads())
+
+
+def _build_tensorrt(checkpoint, model, threads, precision) -> Backend:
+    from realtime.export import TensorRTUnavailable, cached_tensorrt
+
+    try:
+        feat, head = cached_tensorrt(checkpoint, model)
+    except TensorRTUnavailable as e:
+        raise BackendUnavailable(str(e)) from None
+    return TensorRTBackend(feat, head)
+
+
+register_backend(BackendSpec("tensorrt", "TensorRT", "torch-tensorrt on an NVIDIA GPU, fp16 (the tensorrt extra: moext\\[tensorrt])",
+                             _tensorrt_unavailable, _build_tensorrt, own_precision="fp16"))
+register_backend(BackendSpec("onnx", "ONNX Runtime", "ONNX Runtime on the CPU (fp32, or int8 with --precision int8)",
+                             _onnx_unavailable, _build_onnx, ("fp32", "int8")))
+register_backend(BackendSpec("torch", "eager PyTorch", "eager PyTorch (GPU when CUDA is there, else CPU)",
+                             lambda: None, _build_torch))
+
+# Backends that live in modules of their own: each calls register_backend when imported.
+_PLUGINS: tuple[str, ...] = ()
+for _mod in _PLUGINS:
+    importlib.import_module(_mod)
+
+BACKENDS = backend_names()
+
+
+def backends_help() -> str:
+    return "; ".join(f"{s.name}: {s.help}" for s in REGISTRY.values()) + "; auto: the first usable of these"
 
 
 def choose_backend(requested: str) -> BackendChoice:
     """Resolve `auto` to a concrete backend, with the reason in words."""
-    if requested not in BACKENDS:
-        raise BackendUnavailable(f"unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}")
+    if requested not in backend_names():
+        raise BackendUnavailable(f"unknown backend {requested!r}; choose one of {', '.join(backend_names())}")
     if requested != "auto":
         return BackendChoice(requested, "chosen with --backend")
-    try:
-        trt = import_torch_tensorrt()
-        return BackendChoice(
-            "tensorrt",
-            f"CUDA device {torch.cuda.get_device_name()} and torch-tensorrt {trt.__version__} found",
-        )
-    except TensorRTUnavailable as e:
-        why = "no CUDA device" if not torch.cuda.is_available() else "torch-tensorrt is not usable"
-        if _onnxruntime_present():
-            return BackendChoice("onnx", f"{why} for TensorRT ({e.args[0].split(';')[0]}), "
-                                 "so ONNX Runtime on CPU")
-        return BackendChoice("torch", f"{why} for TensorRT and onnxruntime is missing, so eager PyTorch")
+    skipped = []
+    for spec in REGISTRY.values():
+        why = spec.unavailable()
+        where = " on CPU" if spec.name == "onnx" else ""
+        if why is None:
+            if spec.name == "tensorrt" and not skipped:
+                import torch
+
+                from realtime.export import import_torch_tensorrt
+
+                trt = import_torch_tensorrt()
+                return BackendChoice("tensorrt", f"CUDA device {torch.cuda.get_device_name()} and "
+                                                 f"torch-tensorrt {trt.__version__} found")
+            if not skipped:
+                return BackendChoice(spec.name, f"{spec.label}{where} is usable here")
+            return BackendChoice(spec.name, "; ".join(skipped) + f", so {spec.label}{where}")
+        if spec.name == "tensorrt":
+            import torch
+
+            cause = "no CUDA device" if not torch.cuda.is_available() else "torch-tensorrt is not usable"
+            skipped.append(f"{cause} for TensorRT ({why.split(';')[0]})")
+        else:
+            skipped.append(f"{spec.label} unusable ({why.split(';')[0]})")
+    raise BackendUnavailable("no backend can run here: " + "; ".join(skipped))
 
 
 def load_backend(
@@ -176,12 +308,12 @@ def load_backend(
     requested: str = "auto",
     threads: int | None = None,
     precision: str = "fp32",
-):
+) -> tuple[Backend, BackendChoice]:
     """Build a backend for `model` (loaded from `checkpoint`); returns (backend, BackendChoice).
 
     `precision="int8"` runs ONNX Runtime on a statically quantised features graph
     (`realtime.export.quantize_features`); the other backends have one precision each
-    (TensorRT fp16, torch fp32).
+    (TensorRT fp16, torch fp32). With `auto`, int8 picks the first backend that runs it.
 
     Raises:
         BackendUnavailable: the requested backend cannot run here (message says why and how).
@@ -189,32 +321,25 @@ def load_backend(
     if precision not in ("fp32", "int8"):
         raise BackendUnavailable(f"unknown precision {precision!r}; choose fp32 or int8")
     choice = choose_backend(requested)
-    if precision == "int8":
-        if choice.name == "torch" or (choice.name == "tensorrt" and requested != "auto"):
+    spec = REGISTRY[choice.name]
+    if precision not in spec.precisions:
+        runs = [s for s in REGISTRY.values() if precision in s.precisions]
+        if requested == "auto" and spec.own_precision:
+            # auto found a GPU backend: it is faster in its own precision than int8 on a CPU.
+            choice = BackendChoice(spec.name, choice.reason + f"; {precision} applies to "
+                                   f"{' or '.join(r.label for r in runs)} only, {spec.label} runs {spec.own_precision}")
+            precision = "fp32"
+        else:
             raise BackendUnavailable(
-                f"--precision int8 runs on ONNX Runtime only; use --backend onnx (or auto), "
-                f"not {choice.name}"
-            )
-        if choice.name == "tensorrt":
-            choice = BackendChoice("tensorrt", choice.reason + "; int8 applies to ONNX Runtime "
-                                   "only, TensorRT runs fp16")
-    if choice.name == "torch":
-        if threads:
-            torch.set_num_threads(threads)
-        return TorchBackend(model, "cuda" if torch.cuda.is_available() else "cpu"), choice
-    if choice.name == "onnx":
-        if not _onnxruntime_present():
-            raise BackendUnavailable("onnxruntime is not installed; pip install onnxruntime, "
-                                     "or choose --backend torch")
-        feat, head = cached_onnx(checkpoint, model, precision)
-        if precision == "int8":
-            choice = BackendChoice("onnx-int8", choice.reason + ", int8 features graph")
-        return OnnxBackend(feat, head, threads or _default_threads()), choice
-    try:
-        feat, head = cached_tensorrt(checkpoint, model)
-        return TensorRTBackend(feat, head), choice
-    except TensorRTUnavailable as e:
-        raise BackendUnavailable(str(e)) from None
+                f"--precision {precision} runs on {' or '.join(r.label for r in runs)} only; use "
+                f"--backend {runs[0].name} (or auto), not {choice.name}")
+    why = spec.unavailable()
+    if why is not None:
+        raise BackendUnavailable(why)
+    backend = spec.build(checkpoint, model, threads, precision)
+    if precision == "int8":
+        choice = BackendChoice(f"{spec.name}-int8", choice.reason + ", int8 features graph")
+    return backend, choice
 
 
 def _default_threads() -> int | None:

@@ -19,6 +19,8 @@ from typing import Optional
 
 import typer
 
+from realtime.backends import backend_names, backends_help
+
 app = typer.Typer(
     name="moext-live",
     help="Recognise micro-expressions live from a camera or a video file.",
@@ -28,13 +30,8 @@ app = typer.Typer(
 
 DEMO_VIDEO = Path(__file__).resolve().parent / "assets" / "demo.mp4"
 WINDOW = "moext-live"
-
-
-class BackendName(str, Enum):
-    auto = "auto"
-    tensorrt = "tensorrt"
-    onnx = "onnx"
-    torch = "torch"
+# The --backend choices come from the backend registry (realtime/backends.py), not a list here.
+BackendName = Enum("BackendName", {n: n for n in backend_names()}, type=str)
 
 
 class Landmarks(str, Enum):
@@ -91,7 +88,8 @@ def main(
     demo: bool = typer.Option(False, "--demo", help="Run on the shipped sample video with the demo weights."),
     checkpoint: Optional[Path] = typer.Option(
         None, "--checkpoint", help="Classifier checkpoint (.safetensors + .json); default: the demo weights."),
-    backend: BackendName = typer.Option(BackendName.auto, "--backend", help="Inference backend."),
+    backend: BackendName = typer.Option(
+        BackendName.auto, "--backend", help=f"Inference backend ({backends_help()})."),
     headless: bool = typer.Option(False, "--headless", help="No window (also automatic without a display)."),
     events: Optional[Path] = typer.Option(None, "--events", help="Write events to FILE (.jsonl or .csv)."),
     frames: Optional[Path] = typer.Option(None, "--frames", help="Write one CSV row per frame to FILE."),
@@ -188,7 +186,7 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
             # Without the pipeline the classifier has every core to itself (the ONNX
             # backend would otherwise pick one thread for a cheap graph, see backends.py).
             threads = os.cpu_count() or None
-        rec = Recognizer(checkpoint, backend=backend,
+        rec = Recognizer.from_checkpoint(checkpoint, backend=backend,
                          config=RecognizerConfig(threads=threads, precision=precision,
                                                  landmarks=landmarks,
                                                  spotting=SpottingConfig(transient_cue=micro_cue)))

@@ -4,7 +4,7 @@ Python API (stable; `realtime/web.py` and `moext-live` build on it)::
 
     from realtime.recognizer import Recognizer, RecognizerConfig
 
-    rec = Recognizer("realtime/weights/demo.safetensors", backend="auto")
+    rec = Recognizer.from_checkpoint("realtime/weights/demo.safetensors", backend="auto")
     for frame_bgr, t_ms in frames:          # HWC uint8 BGR, strictly increasing ms
         result = rec.process(frame_bgr, t_ms)   # -> FrameResult
         for ev in result.events:                # finished events (usually none)
@@ -12,10 +12,12 @@ Python API (stable; `realtime/web.py` and `moext-live` build on it)::
     print(rec.summary().format())
     rec.close()
 
-- `Recognizer(checkpoint=None, backend="auto", config=None)`: `checkpoint` is a classifier
-  checkpoint (`.safetensors` + `.json`), by default the shipped demo weights; `backend` is
-  one of auto|tensorrt|onnx|torch (`rec.backend_choice` says what auto picked and why);
-  `config` a `RecognizerConfig` (spotting thresholds in `SpottingConfig`).
+- `Recognizer.from_checkpoint(checkpoint=None, backend="auto", config=None)` builds one:
+  `checkpoint` is a classifier checkpoint (`.safetensors` + `.json`), by default the shipped
+  demo weights; `backend` one of `realtime.backends.backend_names()` (`rec.backend_choice`
+  says what auto picked and why); `config` a `RecognizerConfig` (spotting thresholds in
+  `SpottingConfig`). `Recognizer(backend, class_names, image_size, config)` runs a backend
+  already built, e.g. `TorchBackend(model)` (segment-anything's `build_sam` vs predictor).
 - `process(frame_bgr, timestamp_ms) -> FrameResult` (see `realtime.events`): face found,
   box, landmarks, motion (% IOD) and per-region motion, spotting state, the classifier's
   class probabilities on (onset reference, this frame), the onset reference's timestamp,
@@ -32,22 +34,25 @@ backbone pass plus `forward_head(f_onset, f_current)`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from moext.blendshapes import AU_CODES, action_units, facs_reading, moved_units
-from realtime.backends import load_backend
+from moext.face import AlignedFace, FaceDetection, NoFace
+from realtime.backends import Backend, BackendChoice, load_backend
 from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.events import Event, FrameResult
 from realtime.motion import REGION_NAMES, FlowMeter, inter_ocular, motion_image
 from realtime.spotting import SpottedEvent, Spotter, SpottingConfig
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo.safetensors"
-STAGES = ("decode", "landmarks", "align", "flow", "classifier", "spotting")
+STAGES = ("decode", "landmarks", "blendshapes", "align", "flow", "classifier", "spotting")
 
 __all__ = [
     "DEMO_WEIGHTS", "Event", "FrameResult", "Prepared", "Recognizer", "RecognizerConfig", "RecognizerError",
@@ -59,9 +64,9 @@ __all__ = [
 class Prepared:
     """A frame after stage 1 (`Recognizer.prepare`): face, aligned crop, network input."""
 
-    detection: object  # moext.face.FaceDetection or NoFace
+    detection: FaceDetection | NoFace
     x: np.ndarray | None  # (1, 3, S, S) float32 network input; None without a face
-    aligned: object | None  # moext.face.AlignedFace; None without a face
+    aligned: AlignedFace | None  # None without a face (or before the warp)
     timings: dict[str, float]
     grey: np.ndarray | None = None  # the optical-flow crop (`realtime.motion.motion_image`)
     grey_points: np.ndarray | None = None
@@ -92,6 +97,8 @@ class RecognizerConfig:
             and lips) or "fast" (`moext.face.FastFaceTracker`: mediapipe's landmark model run
             directly, 468 points, about half the per-frame cost (3.9 vs 8.0 ms in
             benchmarks/results/realtime-20261122-0601.md), more jitter, worse spotting).
+        min_face_size: faces smaller than this (landmark box, longer side, pixels) are no
+            face: a few noisy pixels right after a real face can keep a tracker going.
         precision: "fp32", or "int8" for ONNX Runtime on a statically quantised features
             graph (about 3x faster for ResNet-18 on a VNNI CPU; probabilities move by a few
             hundredths, see benchmarks/realtime.py).
@@ -105,6 +112,7 @@ class RecognizerConfig:
     threads: int | None = None
     precision: str = "fp32"
     landmarks: str = "mesh"
+    min_face_size: float = 24.0
 
     def __post_init__(self) -> None:
         if self.landmarks not in ("mesh", "fast"):
@@ -155,6 +163,56 @@ class RunSummary:
         }
 
 
+class StageStats:
+    """Milliseconds spent per stage: totals and how many frames ran each."""
+
+    def __init__(self, stages: Sequence[str] = STAGES):
+        self.total = {k: 0.0 for k in stages}
+        self.count = {k: 0 for k in stages}
+
+    def add(self, stage: str, ms: float) -> None:
+        self.total[stage] = self.total.get(stage, 0.0) + ms
+        self.count[stage] = self.count.get(stage, 0) + 1
+
+    def add_all(self, timings: dict[str, float]) -> None:
+        for k, v in timings.items():
+            self.add(k, v)
+
+    def mean(self, stage: str) -> float | None:
+        n = self.count.get(stage, 0)
+        return self.total[stage] / n if n else None
+
+    def means(self) -> dict[str, float]:
+        """Mean ms per frame that ran the stage, for the stages that ran."""
+        return {k: self.total[k] / n for k, n in self.count.items() if n}
+
+
+def check_frame(frame_bgr) -> np.ndarray:
+    """The recognizer's door: an HWC uint8 BGR image, or a ValueError that says what came
+    and how to convert it (other pipelines hand float, 16-bit, grey or RGBA frames, and
+    mediapipe / OpenCV would fail deep inside with a TypeError or cv2.error)."""
+    if not isinstance(frame_bgr, np.ndarray):
+        raise ValueError(f"frame must be a numpy array (HxWx3 uint8 BGR), got {type(frame_bgr).__name__}; "
+                         "convert with np.asarray(frame, dtype=np.uint8)")
+    if frame_bgr.ndim == 2 or (frame_bgr.ndim == 3 and frame_bgr.shape[2] == 1):
+        raise ValueError(f"frame is grey (shape {frame_bgr.shape}); convert with "
+                         "cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)")
+    if frame_bgr.ndim == 3 and frame_bgr.shape[2] == 4:
+        raise ValueError(f"frame has 4 channels (shape {frame_bgr.shape}); convert with "
+                         "cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)")
+    if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.size == 0:
+        raise ValueError(f"frame must be HxWx3 (BGR), got shape {frame_bgr.shape}")
+    if frame_bgr.dtype != np.uint8:
+        if np.issubdtype(frame_bgr.dtype, np.floating):
+            how = "np.clip(frame * 255, 0, 255).astype(np.uint8) for 0..1 floats, or .astype(np.uint8) for 0..255"
+        elif frame_bgr.dtype == np.uint16:
+            how = "(frame >> 8).astype(np.uint8)"
+        else:
+            how = "np.clip(frame, 0, 255).astype(np.uint8)"
+        raise ValueError(f"frame dtype is {frame_bgr.dtype}, the recognizer takes uint8 BGR; convert with {how}")
+    return frame_bgr
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(-1, keepdims=True)
     e = np.exp(z)
@@ -166,33 +224,31 @@ class Recognizer:
 
     def __init__(
         self,
-        checkpoint: str | Path | None = None,
-        backend: str = "auto",
+        backend: Backend,
+        class_names: Sequence[str],
+        image_size: int,
         config: RecognizerConfig | None = None,
+        *,
+        checkpoint: Path | None = None,
+        backend_choice: BackendChoice | None = None,
     ):
-        from moext.checkpoint import CheckpointError, load_checkpoint
+        """Run a built backend (`Recognizer.from_checkpoint` builds one from a file).
 
+        Args:
+            backend: any `realtime.backends.Backend` (`TorchBackend(model)` in tests).
+            class_names: the classifier's classes, in its output order.
+            image_size: side of the network's input crop.
+            config: recognizer settings.
+            checkpoint: the file the backend came from (for heat maps and messages).
+            backend_choice: what was chosen and why (printed by the CLIs).
+        """
         self.config = config or RecognizerConfig()
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else DEMO_WEIGHTS
-        if checkpoint is None and not DEMO_WEIGHTS.is_file():
-            raise RecognizerError(
-                f"the demo weights {DEMO_WEIGHTS} are not installed; pass a classifier "
-                "checkpoint (--checkpoint FILE.safetensors, from moext-train finetune)"
-            )
-        try:
-            model, self.meta = load_checkpoint(self.checkpoint)
-        except CheckpointError as e:
-            raise RecognizerError(str(e)) from None
-        if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
-            raise RecognizerError(
-                f"checkpoint {self.checkpoint} holds a {self.meta['kind']!r} model, not a "
-                "classifier; pass the output of moext-train finetune"
-            )
-        self.class_names: list[str] = list(model.cfg.class_names)
-        self.image_size: int = int(model.cfg.image_size)
-        self.backend, self.backend_choice = load_backend(
-            self.checkpoint, model, backend, self.config.threads, self.config.precision
-        )
+        self.backend = backend
+        self.class_names: list[str] = list(class_names)
+        self.image_size = int(image_size)
+        self.checkpoint = checkpoint
+        self.backend_choice = backend_choice or BackendChoice(getattr(backend, "name", "custom"), "given")
+        self.meta: dict | None = None  # the checkpoint's JSON, when loaded from one
         self.regions = list(REGION_NAMES)
         self._mesh = self._new_mesh()
         self.buffer = RollingBuffer(self.config.buffer_ms)
@@ -204,15 +260,63 @@ class Recognizer:
         self._greys: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         self._reset_stats()
 
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path | None = None,
+        backend: str = "auto",
+        config: RecognizerConfig | None = None,
+    ) -> "Recognizer":
+        """Load a classifier checkpoint (`.safetensors` + `.json`; default: the shipped demo
+        weights), build the backend (auto | tensorrt | onnx | torch) and the recognizer.
+
+        Raises:
+            RecognizerError: the file is missing, not a classifier, or not the right part of
+                a checkpoint; the message names it and the fix.
+            BackendUnavailable: the backend cannot run here.
+        """
+        from moext.checkpoint import CheckpointError, load_checkpoint
+
+        config = config or RecognizerConfig()
+        path = Path(checkpoint) if checkpoint is not None else DEMO_WEIGHTS
+        if checkpoint is None and not DEMO_WEIGHTS.is_file():
+            raise RecognizerError(
+                f"the demo weights {DEMO_WEIGHTS} are not installed; pass a classifier "
+                "checkpoint (--checkpoint FILE.safetensors, from moext-train finetune)"
+            )
+        if path.is_dir():
+            raise RecognizerError(f"checkpoint {path} is a folder; pass the .safetensors file "
+                                  "inside it (from moext-train finetune)")
+        if path.suffix.lower() == ".json":
+            raise RecognizerError(f"checkpoint {path} is the settings half of a checkpoint; pass "
+                                  f"the weights beside it: {path.with_suffix('.safetensors')}")
+        try:
+            model, meta = load_checkpoint(path)
+        except CheckpointError as e:
+            raise RecognizerError(str(e)) from None
+        if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
+            raise RecognizerError(
+                f"checkpoint {path} holds a {meta['kind']!r} model, not a classifier; pass "
+                "the output of moext-train finetune"
+            )
+        built, choice = load_backend(path, model, backend, config.threads, config.precision)
+        rec = cls(built, model.cfg.class_names, model.cfg.image_size, config,
+                  checkpoint=path, backend_choice=choice)
+        rec.meta = meta
+        return rec
+
     def _new_mesh(self):
+        from moext.blendshapes import BlendshapeModel
         from moext.face import FaceMesh, FastFaceTracker
 
-        if self.config.landmarks == "fast":
-            try:
-                return FastFaceTracker()
-            except ImportError as e:  # ai-edge-litert missing: say so, no traceback
-                raise RecognizerError(str(e)) from None
-        return FaceMesh(video_mode=True, max_faces=self.config.max_faces)
+        try:
+            self._blendshapes = BlendshapeModel()
+            if self.config.landmarks == "fast":
+                return FastFaceTracker(blendshapes=False, min_face_size=self.config.min_face_size)
+        except ImportError as e:  # ai-edge-litert missing: say so, no traceback
+            raise RecognizerError(str(e)) from None
+        return FaceMesh(video_mode=True, max_faces=self.config.max_faces, blendshapes=False,
+                        min_face_size=self.config.min_face_size)
 
     # -- state ------------------------------------------------------------------------
 
@@ -221,8 +325,7 @@ class Recognizer:
         self.faces_found = 0
         self.events: list[Event] = []
         self.decode_failures = 0
-        self._stage_total = {s: 0.0 for s in STAGES}
-        self._stage_count = {s: 0 for s in STAGES}
+        self.stats = StageStats()
         self._t_start: float | None = None
         self._clock_from_source = False
         self._t_last: float | None = None
@@ -255,8 +358,7 @@ class Recognizer:
 
     def add_timing(self, stage: str, ms: float) -> None:
         """Account time for a stage done outside `process` (the source's decode)."""
-        self._stage_total[stage] += ms
-        self._stage_count[stage] += 1
+        self.stats.add(stage, ms)
 
     # -- the per-frame path -----------------------------------------------------------------
 
@@ -271,17 +373,24 @@ class Recognizer:
         (see `realtime.pipeline`); frames must still come in stream order. Without `align`,
         `process` makes the network input (a pipeline moves that work to whichever stage has
         time for it). Without `timestamp_ms` the spotter measures the flow itself, later.
+        Raises ValueError for a frame that is not HxWx3 uint8 BGR (`check_frame`).
         """
-        from moext.face import NoFace
+        return self._prepare(check_frame(frame_bgr), align, timestamp_ms)
 
+    def _prepare(self, frame_bgr: np.ndarray, align: bool, timestamp_ms: float | None) -> Prepared:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         det = self._mesh.detect(frame_bgr, timestamp_ms)
-        timings["landmarks"] = (time.perf_counter() - t0) * 1e3
-        prepared = Prepared(det, None, None, timings)
+        t1 = time.perf_counter()
+        timings["landmarks"] = (t1 - t0) * 1e3
         if isinstance(det, NoFace):
             self._greys.clear()
-            return prepared
+            return Prepared(det, None, None, timings)
+        # The blendshape step runs here, not inside the tracker, so that its cost is a
+        # stage of its own (the same step for either landmark source).
+        det = replace(det, blendshapes=self._blendshapes.predict(det.landmarks))
+        timings["blendshapes"] = (time.perf_counter() - t1) * 1e3
+        prepared = Prepared(det, None, None, timings)
         if self._flow is not None:
             self._flow_step(frame_bgr, prepared, timestamp_ms)
         if align:
@@ -335,9 +444,13 @@ class Recognizer:
 
         `prepared` is this frame's `prepare(frame_bgr)` when a pipeline ran it already.
         """
-        from moext.face import NoFace
 
+        if prepared is None:
+            check_frame(frame_bgr)  # before any state moves: a refused frame changes nothing
         ts = float(timestamp_ms)
+        if not math.isfinite(ts):
+            raise ValueError(f"timestamp {timestamp_ms!r} is not a finite number of milliseconds; "
+                             "give each frame its capture time (e.g. the source's CAP_PROP_POS_MSEC)")
         if self._last_ts is not None and ts <= self._last_ts:
             raise ValueError(
                 f"timestamp {ts} ms is not after the previous {self._last_ts} ms; timestamps "
@@ -350,7 +463,7 @@ class Recognizer:
         index = self.frames
         self.frames += 1
         if prepared is None:
-            prepared = self.prepare(frame_bgr, timestamp_ms=ts)
+            prepared = self._prepare(frame_bgr, True, ts)
         timings = dict(prepared.timings)
         det = prepared.detection
         if isinstance(det, NoFace):
@@ -461,20 +574,17 @@ class Recognizer:
         )
 
     def _account(self, timings: dict[str, float]) -> None:
-        for k, v in timings.items():
-            self._stage_total[k] += v
-            self._stage_count[k] += 1
+        self.stats.add_all(timings)
         self._t_last = time.perf_counter()
 
     def summary(self) -> RunSummary:
         secs = (self._t_last - self._t_start) if self._t_start and self._t_last else 0.0
         # Wall time from the first frame's start to the last frame's end misses the first
         # frame's decode; add the mean decode so fps is end to end.
-        if self._stage_count["decode"] and not self._clock_from_source:
-            secs += self._stage_total["decode"] / self._stage_count["decode"] / 1e3
-        stage_ms = {
-            s: self._stage_total[s] / self._stage_count[s] for s in STAGES if self._stage_count[s]
-        }
+        decode = self.stats.mean("decode")
+        if decode is not None and not self._clock_from_source:
+            secs += decode / 1e3
+        stage_ms = self.stats.means()
         micro = sum(e.kind == "micro" for e in self.events)
         return RunSummary(
             frames=self.frames, faces_found=self.faces_found, events=len(self.events),

@@ -290,7 +290,7 @@ class WebApp:
         self.cfg = cfg
         self.clock = clock  # arrival clock of webcam frames (tests step it by hand)
         self.make_recognizer = recognizer_factory or (
-            lambda: Recognizer(cfg.checkpoint, cfg.backend, cfg.recognizer)
+            lambda: Recognizer.from_checkpoint(cfg.checkpoint, cfg.backend, cfg.recognizer)
         )
         if files_root is None:
             from gradio.utils import get_upload_folder
@@ -482,7 +482,7 @@ def serve(cfg: WebConfig, host: str = "127.0.0.1", port: int = 7860, share: bool
     """Check the checkpoint, then serve the demo until interrupted (Ctrl-C)."""
     # Load once before serving: a bad checkpoint or backend fails here with its message,
     # not in the first visitor's browser; it also exports/caches the ONNX files once.
-    Recognizer(cfg.checkpoint, cfg.backend, cfg.recognizer).close()
+    Recognizer.from_checkpoint(cfg.checkpoint, cfg.backend, cfg.recognizer).close()
     own_cache = "GRADIO_TEMP_DIR" not in os.environ
     cache = Path(tempfile.mkdtemp(prefix="moext-web-")) if own_cache else Path(os.environ["GRADIO_TEMP_DIR"])
     if own_cache:

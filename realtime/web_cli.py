@@ -12,11 +12,18 @@ from typing import Optional
 
 import typer
 
+from enum import Enum
+
+from realtime.backends import backend_names, backends_help
+
+BackendName = Enum("BackendName", {n: n for n in backend_names()}, type=str)
+
 
 def web_command(
     checkpoint: Optional[Path] = typer.Option(
         None, "--checkpoint", help="Classifier checkpoint (.safetensors + .json); default: the demo weights."),
-    backend: str = typer.Option("auto", "--backend", help="Inference backend: auto, tensorrt, onnx or torch."),
+    backend: BackendName = typer.Option(BackendName.auto, "--backend",
+                                        help=f"Inference backend ({backends_help()})."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on; 127.0.0.1 keeps the demo on this machine."),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to serve on."),
     share: bool = typer.Option(False, "--share", help="Also publish a public Gradio share link (off unless asked)."),
@@ -40,7 +47,7 @@ def web_command(
     if share:
         typer.echo("moext-live: --share publishes this server through a public Gradio link; "
                    "anyone with the link can send it video.", err=True)
-    cfg = WebConfig(checkpoint=checkpoint, backend=backend, concurrency_limit=concurrency,
+    cfg = WebConfig(checkpoint=checkpoint, backend=backend.value, concurrency_limit=concurrency,
                     time_limit=time_limit, max_file_size=max_file_size,
                     max_video_seconds=max_video_seconds, stream_every=stream_every,
                     recognizer=RecognizerConfig(threads=threads))

@@ -146,7 +146,7 @@ def test_a_movement_still_going_at_the_end_is_reported_truncated(env, tiny_ck, s
     for f in still:
         vw.write(f)
     vw.release()
-    rec = Recognizer(tiny_ck, backend="onnx")
+    rec = Recognizer.from_checkpoint(tiny_ck, backend="onnx")
     live = []
     with VideoSource(video) as src:
         for _, r in run_frames(rec, src):

@@ -60,7 +60,7 @@ def test_recognizer_refuses_a_pretraining_checkpoint(tmp_path):
 
     ck = save_checkpoint(MA2MIPretrain(tiny()), tmp_path / "pre.safetensors")
     with pytest.raises(RecognizerError, match="miacnet-pretrain"):
-        Recognizer(ck, backend="torch")
+        Recognizer.from_checkpoint(ck, backend="torch")
 
 
 @pytest.mark.slow
@@ -81,7 +81,7 @@ def test_recognizer_onnx_and_torch_agree_frame_by_frame(checkpoint):
         frames.append(canvas)
     probs = {}
     for backend in ("torch", "onnx"):
-        rec = Recognizer(ck, backend=backend)
+        rec = Recognizer.from_checkpoint(ck, backend=backend)
         try:
             out = [rec.process(f, 1000.0 * i / 30) for i, f in enumerate(frames)]
         finally:

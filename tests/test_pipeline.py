@@ -21,7 +21,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def _run(pipelined: bool, n: int = N):
-    rec = Recognizer(backend="onnx")
+    rec = Recognizer.from_checkpoint(backend="onnx")
     src = VideoSource(DEMO_VIDEO)
     out = []
     it = run_frames(rec, src, pipelined=pipelined)
@@ -74,7 +74,7 @@ def test_stage1_measures_the_flow_the_spotter_asks_for(cache):
             return inner(*a)
         meter.measure = measure
 
-    rec = Recognizer(backend="onnx")
+    rec = Recognizer.from_checkpoint(backend="onnx")
     counting(rec._flow, "stage1")
     counting(rec.spotter.flow, "spotter")
     with VideoSource(DEMO_VIDEO) as src:
@@ -105,7 +105,7 @@ def test_source_error_reaches_the_caller_after_earlier_frames(cache):
             yield Frame(good.image, 40.0 * (i + 1), i, 1.0)
         raise SourceError("camera 7 stopped delivering frames")
 
-    rec = Recognizer(backend="onnx")
+    rec = Recognizer.from_checkpoint(backend="onnx")
     seen = []
     with pytest.raises(SourceError, match="camera 7"):
         for fr, r in run_frames(rec, source(), pipelined=True):
@@ -133,7 +133,7 @@ def test_balance_puts_alignment_where_the_slower_stage_is_faster():
 def test_fast_landmarks_run_the_whole_recognizer(cache):
     from realtime.recognizer import RecognizerConfig
 
-    rec = Recognizer(backend="onnx", config=RecognizerConfig(landmarks="fast"))
+    rec = Recognizer.from_checkpoint(backend="onnx", config=RecognizerConfig(landmarks="fast"))
     out = []
     with VideoSource(DEMO_VIDEO) as src:
         for _, r in run_frames(rec, src):

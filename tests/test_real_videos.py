@@ -94,7 +94,7 @@ def test_an_events_action_units_name_the_generated_movement(pyfeat_dir, aus, uni
     # AU12: the warp is the generator's, the reading is a real-face model's.
     from realtime.recognizer import Recognizer
 
-    rec = Recognizer(backend="onnx")
+    rec = Recognizer.from_checkpoint(backend="onnx")
     events = []
     for i, f in enumerate(_generated_expression("multi_face_1", aus)):
         events += rec.process(f, i * 1000 / 30).events

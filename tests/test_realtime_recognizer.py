@@ -31,7 +31,7 @@ def canvas(*faces: tuple[np.ndarray, int, int]) -> np.ndarray:
 def recognizer(tmp_path, tiny_cfg, monkeypatch):
     monkeypatch.setenv("MOEXT_CACHE_DIR", str(tmp_path / "cache"))
     ck = save_checkpoint(MoExtClassifier(tiny_cfg), tmp_path / "tiny.safetensors")
-    rec = Recognizer(ck, backend="onnx")
+    rec = Recognizer.from_checkpoint(ck, backend="onnx")
     yield rec
     rec.close()
 
@@ -83,7 +83,7 @@ def test_buffer_is_bounded(tmp_path, tiny_cfg, monkeypatch, face):
     monkeypatch.setenv("MOEXT_CACHE_DIR", str(tmp_path / "cache"))
     ck = save_checkpoint(MoExtClassifier(tiny_cfg), tmp_path / "tiny.safetensors")
     cfg = RecognizerConfig(buffer_ms=500.0)
-    with Recognizer(ck, backend="onnx", config=cfg) as rec:
+    with Recognizer.from_checkpoint(ck, backend="onnx", config=cfg) as rec:
         f = canvas((face, 200, 60))
         for i in range(60):  # 2 s at 30 fps
             rec.process(f, 1000.0 * i / 30)
@@ -96,6 +96,67 @@ def test_not_a_classifier_is_refused(tmp_path, tiny_cfg):
 
     ck = save_checkpoint(MoExtPretrain(tiny_cfg), tmp_path / "pre.safetensors")
     with pytest.raises(RecognizerError, match="not a classifier"):
-        Recognizer(ck, backend="torch")
+        Recognizer.from_checkpoint(ck, backend="torch")
     with pytest.raises(RecognizerError, match="does not exist"):
-        Recognizer(tmp_path / "missing.safetensors", backend="torch")
+        Recognizer.from_checkpoint(tmp_path / "missing.safetensors", backend="torch")
+
+
+def test_a_built_backend_needs_no_file_and_agrees_with_the_loaded_one(tmp_path, tiny_cfg, face, monkeypatch):
+    """Build vs run: Recognizer(TorchBackend(model), ...) writes and exports nothing."""
+    from realtime.backends import TorchBackend
+
+    monkeypatch.setenv("MOEXT_CACHE_DIR", str(tmp_path / "cache"))
+    model = MoExtClassifier(tiny_cfg).eval()
+    rec = Recognizer(TorchBackend(model), tiny_cfg.class_names, tiny_cfg.image_size)
+    frames = [canvas((face, 200, 60))] * 20
+    built = [rec.process(f, 1000.0 * i / 30) for i, f in enumerate(frames)]
+    rec.close()
+    assert not (tmp_path / "cache").exists() and rec.checkpoint is None
+    assert rec.backend_choice.name == "torch"
+    ck = save_checkpoint(model, tmp_path / "m.safetensors")
+    loaded = Recognizer.from_checkpoint(ck, backend="torch")
+    again = [loaded.process(f, 1000.0 * i / 30) for i, f in enumerate(frames)]
+    loaded.close()
+    probs = [(a.probabilities, b.probabilities) for a, b in zip(built, again) if a.probabilities]
+    assert probs and all(np.allclose(list(a.values()), list(b.values()), atol=1e-5) for a, b in probs)
+    assert set(rec.summary().stage_ms) >= {"landmarks", "blendshapes", "align", "classifier", "spotting"}
+
+
+@pytest.mark.parametrize("frame,words", [
+    (np.zeros((120, 160, 3), np.float32), "dtype is float32, the recognizer takes uint8 BGR; convert with np.clip(frame * 255"),
+    (np.zeros((120, 160, 3), np.float64), "dtype is float64"),
+    (np.zeros((120, 160, 3), np.uint16), "dtype is uint16, the recognizer takes uint8 BGR; convert with (frame >> 8)"),
+    (np.zeros((120, 160), np.uint8), "frame is grey (shape (120, 160)); convert with cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)"),
+    (np.zeros((120, 160, 4), np.uint8), "4 channels"),
+    ([[0, 0, 0]], "frame must be a numpy array (HxWx3 uint8 BGR), got list"),
+])
+def test_frames_that_are_not_uint8_bgr_are_refused_at_the_door(recognizer, frame, words):
+    with pytest.raises(ValueError) as e:
+        recognizer.process(frame, 0.0)
+    assert words in str(e.value)
+    assert recognizer.frames == 0  # nothing moved: the next good frame is frame 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_timestamps_are_refused(recognizer, face, bad):
+    with pytest.raises(ValueError, match="not a finite number of milliseconds"):
+        recognizer.process(canvas((face, 200, 60)), bad)
+    # ...and the stream goes on: a later frame is still accepted.
+    assert recognizer.process(canvas((face, 200, 60)), 10.0).face_found
+
+
+def test_a_few_noisy_pixels_after_a_face_are_no_face(recognizer, face):
+    for i in range(10):
+        assert recognizer.process(canvas((face, 200, 60)), 33.0 * i).face_found
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)
+    r = recognizer.process(noise, 400.0)
+    assert not r.face_found, r.skipped_reason
+
+
+def test_checkpoint_paths_that_are_not_weights_are_named(tmp_path, tiny_cfg):
+    ck = save_checkpoint(MoExtClassifier(tiny_cfg), tmp_path / "tiny.safetensors")
+    with pytest.raises(RecognizerError, match=r"is the settings half of a checkpoint; pass the weights beside it: .*tiny\.safetensors"):
+        Recognizer.from_checkpoint(ck.with_suffix(".json"), backend="torch")
+    with pytest.raises(RecognizerError, match="is a folder; pass the .safetensors file"):
+        Recognizer.from_checkpoint(tmp_path, backend="torch")

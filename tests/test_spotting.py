@@ -307,7 +307,7 @@ def test_spotting_on_generated_long_video(tmp_path, tiny_cfg, monkeypatch):
     monkeypatch.setenv("MOEXT_CACHE_DIR", str(tmp_path / "cache"))
     truth = make_long_video(tmp_path / "long.mp4", seconds=30.0, seed=1)
     ck = save_checkpoint(MoExtClassifier(tiny_cfg), tmp_path / "tiny.safetensors")
-    rec = Recognizer(ck, backend="onnx")
+    rec = Recognizer.from_checkpoint(ck, backend="onnx")
     events = []
     with VideoSource(tmp_path / "long.mp4") as src:
         for fr in src:

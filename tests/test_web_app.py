@@ -250,7 +250,7 @@ def test_live_tab_finds_the_same_events_as_the_cli_on_the_same_frames(ckpt, tmp_
                                  peak_iod=0.03, seed=seed)
         frames += f
     video = write_video(tmp_path / "three.mp4", frames, FPS)
-    rec = Recognizer(ckpt, backend="torch", config=RecognizerConfig(threads=1))
+    rec = Recognizer.from_checkpoint(ckpt, backend="torch", config=RecognizerConfig(threads=1))
     cli = []
     with VideoSource(video) as src:
         decoded = []
