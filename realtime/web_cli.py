@@ -1,7 +1,7 @@
 """`moext-live web`: the browser demo's command line (kept light: Gradio loads on use).
 
 `realtime/cli.py` registers it with `app.command("web")(web_command)`;
-`python -m realtime.web` runs the same command.
+`python -m realtime.web_cli` runs the same command.
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ def web_command(
     if share:
         typer.echo("moext-live: --share publishes this server through a public Gradio link; "
                    "anyone with the link can send it video.", err=True)
+    if not _loopback(host):
+        typer.echo(f"moext-live: warning: --host {host} serves the demo to the network: anyone who "
+                   "can reach this machine can open the page, and the faces it analyses are biometric "
+                   "data; use 127.0.0.1 unless that is what you want", err=True)
     cfg = WebConfig(checkpoint=checkpoint, backend=backend.value, concurrency_limit=concurrency,
                     time_limit=time_limit, max_file_size=max_file_size,
                     max_video_seconds=max_video_seconds, stream_every=stream_every,
@@ -59,3 +63,18 @@ def web_command(
     except OSError as e:  # port taken, host not an address of this machine
         typer.echo(f"moext-live: error: cannot serve on {host}:{port} ({e}); choose another --port or --host", err=True)
         raise typer.Exit(2) from None
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: only "localhost" is known to stay on this machine
+        return False
+
+
+if __name__ == "__main__":
+    typer.run(web_command)

@@ -212,7 +212,7 @@ def free_port() -> int:
 
 
 class Server:
-    """`python -m realtime.web` on 127.0.0.1 with a free port, in its own process group."""
+    """`python -m realtime.web_cli` (= `moext-live web`) on 127.0.0.1 with a free port, in its own process group."""
 
     def __init__(self, proc: subprocess.Popen, url: str, cache: Path, log: Path):
         self.proc, self.url, self.cache, self.log = proc, url, cache, log
@@ -228,7 +228,7 @@ def web_server(tmp: Path, checkpoint: Path, *args: str, timeout: float = 180.0) 
     log = tmp / "server.log"
     env = dict(os.environ, GRADIO_TEMP_DIR=str(cache), GRADIO_ANALYTICS_ENABLED="False",
                MOEXT_THREADS="1", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "realtime.web", "--checkpoint", str(checkpoint), "--backend", "torch",
+    cmd = [sys.executable, "-m", "realtime.web_cli", "--checkpoint", str(checkpoint), "--backend", "torch",
            "--host", "127.0.0.1", "--port", str(port), *args]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,

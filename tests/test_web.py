@@ -1,5 +1,5 @@
 """The browser demo end to end: Debian's Chromium driven by Playwright against the real
-server (`python -m realtime.web`, i.e. `moext-live web`) on 127.0.0.1.
+server (`python -m realtime.web_cli`, i.e. `moext-live web`) on 127.0.0.1.
 
 The webcam is Chromium's fake capture device playing a generated y4m clip (the astronaut
 photo with one synthetic micro-expression, `tests/_browser.py`), so the frames reach the

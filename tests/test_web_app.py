@@ -289,3 +289,21 @@ def test_steady_clock_counts_dropped_frames():
     # (0.15 s and 0.2 s) are counted as dropped.
     assert got == pytest.approx([0.0, 50.0, 100.0, 250.0, 300.0])
     assert s.dropped == 2
+
+
+def test_no_telemetry_and_a_warning_before_serving_faces_to_the_network(ckpt, tmp_path):
+    import typer
+
+    from realtime.web_cli import _loopback, web_command
+
+    demo = _app(ckpt, tmp_path).build()
+    assert demo.analytics_enabled is False
+    assert _loopback("127.0.0.1") and _loopback("localhost") and _loopback("::1")
+    assert not _loopback("0.0.0.0") and not _loopback("192.168.1.5") and not _loopback("myhost")
+    cli = typer.Typer()
+    cli.command()(web_command)
+    missing = str(tmp_path / "nope.safetensors")  # fails right after the warning: nothing is served
+    r = CliRunner().invoke(cli, ["--checkpoint", missing, "--host", "0.0.0.0"])
+    assert "warning: --host 0.0.0.0 serves the demo to the network" in r.output and "biometric" in r.output
+    r = CliRunner().invoke(cli, ["--checkpoint", missing])
+    assert "warning" not in r.output
