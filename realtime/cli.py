@@ -207,13 +207,21 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
             _fail(str(e))
 
     writers = []
+    ev_w = fr_w = None
     try:
+        flag, path = "--events", events_path
         ev_w = EventWriter(events_path, rec.class_names) if events_path else None
+        flag, path = "--frames", frames_path
         fr_w = FrameWriter(frames_path, rec.class_names, rec.regions, blendshapes=blendshapes) \
             if frames_path else None
     except (ValueError, OSError) as e:
         source.close()
         rec.close()
+        if ev_w is not None:
+            ev_w.close()
+        if isinstance(e, OSError):
+            _fail(f"{flag} {path}: cannot write there ({e.strerror or e}); choose a path in a "
+                  "folder you can write to")
         _fail(str(e))
     writers = [w for w in (ev_w, fr_w) if w is not None]
     if clip:
@@ -270,6 +278,11 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
         stopped = "interrupted"
     except SourceError as e:
         stopped = str(e)
+    else:
+        missing = source.missing_frames() if hasattr(source, "missing_frames") else 0
+        if stopped == "end of stream" and missing:
+            stopped = (f"end of stream, {missing} of the {source.frame_count} frames the file "
+                       "announces could not be read (a truncated or damaged file)")
     finally:
         signals.restore()
         frames_iter.close()  # stops and joins the stage-1 thread before anything is closed

@@ -123,6 +123,13 @@ class VideoSource(_Source):
         self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.size = (first.shape[1], first.shape[0])
 
+    def missing_frames(self) -> int:
+        """Frames the container announced that were neither read nor counted as bad (a
+        truncated file ends early); 0 when the container gives no count, or when looping."""
+        if self.loop or not self.frame_count:
+            return 0
+        return max(0, self.frame_count - self.frames_read - self.decode_failures)
+
     def __iter__(self) -> Iterator[Frame]:
         offset = 0.0  # timestamp offset of the current loop
         pos = 0  # frame position within the file
@@ -139,6 +146,9 @@ class VideoSource(_Source):
             if not ok or img is None:
                 # Past the known end: the stream is over. Before it: a bad frame, skip it.
                 if (self.frame_count and pos >= self.frame_count) or fails >= self.max_consecutive_failures:
+                    if fails >= self.max_consecutive_failures and not self.loop:
+                        # Not bad frames in the middle: the file ends here (truncated).
+                        self.decode_failures -= fails
                     if self.loop and self.frames_read:
                         offset = (self._last_ts or 0.0) + 1000.0 / self.fps
                         self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)

@@ -253,3 +253,24 @@ def test_sigterm_stops_after_the_frame_in_hand_and_flushes(env):
     n = int(out.split("frames: ")[1].split()[0])
     assert 0 < n < 600
     assert len(frames.read_text().splitlines()) == n + 1  # every counted frame is in the file
+
+
+def test_truncated_file_and_unwritable_outputs_are_named(env, tiny_ck, face_frames):
+    # A half-written AVI: OpenCV reads what is there, and the summary says frames are missing.
+    avi = env / "cut.avi"
+    vw = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 360))
+    for f in face_frames * 2:
+        vw.write(f)
+    vw.release()
+    data = avi.read_bytes()
+    avi.write_bytes(data[: len(data) // 2])
+    r = runner.invoke(app, ["--video", str(avi), "--headless", "--checkpoint", str(tiny_ck)])
+    assert r.exit_code == 0, r.output
+    assert "frames the file announces could not be read (a truncated or damaged file)" in r.output
+    # An output path that cannot be written (under a file, so even root cannot): the flag
+    # and the path are named, exit 2.
+    for flag, name in (("--events", "x.jsonl"), ("--frames", "x.csv")):
+        target = avi / name
+        r = runner.invoke(app, ["--video", str(avi), "--headless", "--checkpoint", str(tiny_ck), flag, str(target)])
+        assert r.exit_code == 2, r.output
+        assert f"moext-live: error: {flag} {target}: cannot write there" in _err(r)
