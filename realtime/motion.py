@@ -5,7 +5,7 @@ The current landmarks are mapped onto the onset reference by a least-squares sim
 upper face outline), so head translation, in-plane rotation and scale do not count as
 motion. What remains, per region (brows, eyes, mouth), is expression plus tracker jitter.
 Distances are in per cent of the reference's inter-ocular distance (IOD), the unit of the
-jitter measurements in DESIGN.md (median 0.12-0.22 % frame to frame).
+jitter measurements in docs/DESIGN.md (median 0.12-0.22 % frame to frame).
 
 Indices are MediaPipe Face Mesh's 468 (+10 iris) landmark topology.
 """
@@ -242,7 +242,7 @@ def motion_image(crop_bgr: np.ndarray, crop_landmarks: np.ndarray) -> tuple[np.n
 
 class FlowMeter:
     """Facial motion between two aligned crops from dense optical flow (the image cue of
-    DESIGN.md, beside landmark displacement).
+    docs/DESIGN.md, beside landmark displacement).
 
     Landmark jitter (0.12-0.22 % IOD frame to frame, per point) is as large as a weak
     micro-expression; the texture of the skin moves with the expression and is measured
