@@ -113,6 +113,8 @@ def build_classifier(
             copied = method.transfer(pre, model)
         except CheckpointError as e:
             raise TrainError(f"{run.init}: {e}") from None
+        names = {n for n, _ in model.named_parameters()}
+        model.transferred_parameters = {k for k in copied if k in names}  # for freeze_epochs / transfer_lr_ratio
         return model, {"init": str(run.init), "transferred_tensors": len(copied)}
     try:
         cfg = method.model_config({**run.model, **(overrides or {})})

@@ -103,7 +103,14 @@ def fit(
     d = d or distributed.Dist()
     model.to(d.device)
     objective.to(d.device)
-    opt = torch.optim.Adam(model.parameters(), lr=run.optim.lr, weight_decay=run.optim.weight_decay)
+    # Parameters copied from a pre-trained model (`transferred_parameters`, set by the
+    # fine-tuning's build) form their own group, so that `freeze_epochs` and
+    # `transfer_lr_ratio` can hold them back while the new head learns.
+    moved = getattr(model, "transferred_parameters", set())
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if n in moved], "transferred": True},
+              {"params": [p for n, p in named if n not in moved], "transferred": False}]
+    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=run.optim.lr, weight_decay=run.optim.weight_decay)
     history: list[dict[str, float]] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     start = 0
@@ -149,7 +156,7 @@ def fit(
         steps = max(len(loader), 1)
         for step, batch in enumerate(bar):
             for group in opt.param_groups:
-                group["lr"] = run.optim.lr_at(epoch + step / steps)
+                group["lr"] = run.optim.lr_at(epoch + step / steps, transferred=group.get("transferred", False))
             batch = _to(batch, d.device)
             loss, parts = wrapped(batch)
             opt.zero_grad(set_to_none=True)
