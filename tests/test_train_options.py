@@ -240,3 +240,10 @@ def test_bn_recalibration_sets_the_exact_statistics_of_the_training_pairs(tmp_pa
     reestimate_bn(model, rows, batch_size=len(rows))
     hook.remove()
     assert not model.training and torch.allclose(bn.running_mean, want, atol=1e-5)
+
+
+def test_unknown_selection_is_one_line_error(tmp_path):
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    r = _invoke(["loso", str(cache), "--protocol", "cde", "--out", str(tmp_path / "run"), "--selection", "best",
+                 *FAST, *MODEL_FLAGS])
+    _one_line_error(r, "unknown --selection 'best'", "fixed, inner-val, test-best")
