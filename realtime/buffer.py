@@ -28,7 +28,7 @@ class BufferedFrame:
         features: backbone features `forward_features(crop)` as float32 (D...), or None when
             no classifier ran.
         points: the landmarks averaged over the last few tracked frames (set by the
-            spotter); motion is measured on these.
+            spotter); motion is measured on these. `points_frames`: how many.
         grey: the aligned crop in grey at `realtime.motion.FLOW_SIZE` (the optical-flow
             cue; ~12 kB), or None.
         grey_points: the landmarks in `grey`'s pixels.
@@ -57,10 +57,12 @@ class BufferedFrame:
     au: np.ndarray | None = None
     chain_prev: int | None = None
     chain_sum: np.ndarray | None = None
+    points_frames: int = 1
 
 
 class RollingBuffer:
-    def __init__(self, max_ms: float = 4000.0, max_len: int = 512):
+    # 1024 entries hold 4 s of a 256 fps camera; the time limit is what binds at webcam rates.
+    def __init__(self, max_ms: float = 4000.0, max_len: int = 1024):
         self.max_ms = max_ms
         self._items: deque[BufferedFrame] = deque(maxlen=max_len)
 

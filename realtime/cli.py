@@ -294,6 +294,7 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
         for w in writers:
             w.close()
         rec.decode_failures = source.decode_failures
+        rec.dropped = getattr(source, "dropped", 0)
         source.close()
         if overlay is not None:
             import cv2

@@ -45,6 +45,9 @@ class Event:
         truncated: the stream ended or the face left while the movement was still going;
             the offset is the last frame seen.
         head_motion: the head moved during it (the action units showed an expression).
+        emitted_ms: the timestamp of the frame whose processing reported it: a micro event
+            comes `bump_lag_ms` plus the return window after its offset, a macro one when it
+            has fallen back (its delay from the apex is `emitted_ms - apex_ms`).
     """
 
     onset_ms: float
@@ -64,6 +67,7 @@ class Event:
     cue: str = "landmarks"
     truncated: bool = False
     head_motion: bool = False
+    emitted_ms: float | None = None
 
     @property
     def duration_ms(self) -> float:
@@ -108,6 +112,8 @@ class FrameResult:
         events: events that finished at this frame (usually empty, at most a few).
         timings_ms: stage name -> milliseconds spent on this frame (landmarks, align,
             classifier, spotting).
+        latency_ms: capture (or decode) of the frame to this result, ms, when a runner
+            (`realtime.pipeline.run_frames`) measured it.
         skipped_reason: why no face was used, e.g. "no face" (None when one was).
     """
 
@@ -127,6 +133,7 @@ class FrameResult:
     events: list[Event] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     skipped_reason: str | None = None
+    latency_ms: float | None = None
 
 
 EVENT_FIELDS = [

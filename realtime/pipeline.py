@@ -82,8 +82,9 @@ def run_frames(
 ) -> Iterator[tuple[Frame, object]]:
     """Yield (frame, FrameResult) for every frame of `source`, in order.
 
-    Each frame's decode time is accounted to the recognizer's "decode" stage, and the
-    recognizer's clock starts before the first read, so `rec.summary().fps` is end to end.
+    Each frame's decode time is accounted to the recognizer's "decode" stage, its latency
+    (capture or decode to result) to `rec.note_latency`, and the recognizer's clock starts
+    before the first read, so `rec.summary().fps` is end to end.
     Exceptions raised while reading the source (e.g. `SourceError`) or in stage 1 are
     re-raised here, in the caller's thread, after the frames before them.
     """
@@ -91,7 +92,9 @@ def run_frames(
     if not pipelined:
         for fr in source:
             rec.add_timing("decode", fr.decode_ms)
-            yield fr, rec.process(fr.image, fr.timestamp_ms)
+            r = rec.process(fr.image, fr.timestamp_ms)
+            rec.note_latency(r, fr.t_read)
+            yield fr, r
         return
 
     q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
@@ -136,6 +139,7 @@ def run_frames(
             fr, prepared = item
             rec.add_timing("decode", fr.decode_ms)
             result = rec.process(fr.image, fr.timestamp_ms, prepared)
+            rec.note_latency(result, fr.t_read)
             balance.update(fr.decode_ms, result.timings_ms, prepared.fixed_ms)
             yield fr, result
     finally:

@@ -97,6 +97,8 @@ class RecognizerConfig:
             and lips) or "fast" (`moext.face.FastFaceTracker`: mediapipe's landmark model run
             directly, 468 points, about half the per-frame cost (3.9 vs 8.0 ms in
             benchmarks/results/realtime-20261122-0601.md), more jitter, worse spotting).
+        blendshapes: run the blendshape step (action units for events, the FACS reading and
+            the spotter's action-unit cue); off, frames carry none (for speed comparisons).
         min_face_size: faces smaller than this (landmark box, longer side, pixels) are no
             face: a few noisy pixels right after a real face can keep a tracker going.
         precision: "fp32", or "int8" for ONNX Runtime on a statically quantised features
@@ -113,6 +115,7 @@ class RecognizerConfig:
     precision: str = "fp32"
     landmarks: str = "mesh"
     min_face_size: float = 24.0
+    blendshapes: bool = True
 
     def __post_init__(self) -> None:
         if self.landmarks not in ("mesh", "fast"):
@@ -133,6 +136,9 @@ class RunSummary:
     decode_failures: int = 0
     discarded: dict[str, int] = field(default_factory=dict)
     backend: str = ""
+    dropped: int = 0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    event_delay_ms: float | None = None
 
     @property
     def fps(self) -> float:
@@ -145,6 +151,12 @@ class RunSummary:
             "per-stage ms (mean per frame that ran it): "
             + ", ".join(f"{k} {v:.2f}" for k, v in self.stage_ms.items()),
         ]
+        if self.latency_ms:
+            lines.append(f"latency, capture to result: mean {self.latency_ms['mean']:.1f} ms, "
+                         f"p95 {self.latency_ms['p95']:.1f} ms"
+                         + (f"; apex to event: mean {self.event_delay_ms:.0f} ms" if self.event_delay_ms is not None else ""))
+        if self.dropped:
+            lines.append(f"frames dropped (the camera delivered faster than they were processed): {self.dropped}")
         if self.decode_failures:
             lines.append(f"frames that failed to decode (skipped): {self.decode_failures}")
         if self.discarded:
@@ -159,7 +171,8 @@ class RunSummary:
             "frames": self.frames, "faces_found": self.faces_found, "events": self.events,
             "micro": self.micro, "macro": self.macro, "seconds": self.seconds, "fps": self.fps,
             "stage_ms": self.stage_ms, "decode_failures": self.decode_failures,
-            "discarded": self.discarded, "backend": self.backend,
+            "discarded": self.discarded, "backend": self.backend, "dropped": self.dropped,
+            "latency_ms": self.latency_ms, "event_delay_ms": self.event_delay_ms,
         }
 
 
@@ -310,7 +323,7 @@ class Recognizer:
         from moext.face import FaceMesh, FastFaceTracker
 
         try:
-            self._blendshapes = BlendshapeModel()
+            self._blendshapes = BlendshapeModel() if self.config.blendshapes else None
             if self.config.landmarks == "fast":
                 return FastFaceTracker(blendshapes=False, min_face_size=self.config.min_face_size)
         except ImportError as e:  # ai-edge-litert missing: say so, no traceback
@@ -326,6 +339,8 @@ class Recognizer:
         self.events: list[Event] = []
         self.decode_failures = 0
         self.stats = StageStats()
+        self.dropped = 0
+        self._latency: deque[float] = deque(maxlen=2000)  # the last frames' latencies
         self._t_start: float | None = None
         self._clock_from_source = False
         self._t_last: float | None = None
@@ -355,6 +370,13 @@ class Recognizer:
         instead of from the first `process` call."""
         self._t_start = time.perf_counter()
         self._clock_from_source = True
+
+    def note_latency(self, result: FrameResult, t_read: float) -> None:
+        """Record a frame's latency: from its capture/decode (`Frame.t_read`, a
+        perf_counter time) to now, when its result is ready."""
+        if t_read:
+            result.latency_ms = (time.perf_counter() - t_read) * 1e3
+            self._latency.append(result.latency_ms)
 
     def add_timing(self, stage: str, ms: float) -> None:
         """Account time for a stage done outside `process` (the source's decode)."""
@@ -388,8 +410,9 @@ class Recognizer:
             return Prepared(det, None, None, timings)
         # The blendshape step runs here, not inside the tracker, so that its cost is a
         # stage of its own (the same step for either landmark source).
-        det = replace(det, blendshapes=self._blendshapes.predict(det.landmarks))
-        timings["blendshapes"] = (time.perf_counter() - t1) * 1e3
+        if self._blendshapes is not None:
+            det = replace(det, blendshapes=self._blendshapes.predict(det.landmarks))
+            timings["blendshapes"] = (time.perf_counter() - t1) * 1e3
         prepared = Prepared(det, None, None, timings)
         if self._flow is not None:
             self._flow_step(frame_bgr, prepared, timestamp_ms)
@@ -511,7 +534,7 @@ class Recognizer:
         if upd.reference is not None and upd.reference.features is not None:
             logits = self.backend.head(upd.reference.features[None], feats[None])
             probs = _softmax(logits)[0]
-        events = flushed + [self._to_event(e) for e in upd.events]
+        events = flushed + [self._to_event(e, ts) for e in upd.events]
         timings["classifier"] = t_cls + (time.perf_counter() - t0) * 1e3
         self.events.extend(events[len(flushed):])
         self._account(timings)
@@ -542,11 +565,11 @@ class Recognizer:
         return self._flush()
 
     def _flush(self) -> list[Event]:
-        events = [self._to_event(e) for e in self.spotter.finish()]
+        events = [self._to_event(e, self._last_ts) for e in self.spotter.finish()]
         self.events.extend(events)
         return events
 
-    def _to_event(self, e: SpottedEvent) -> Event:
+    def _to_event(self, e: SpottedEvent, emitted_ms: float | None = None) -> Event:
         # The onset frame's and apex frame's features are in the buffer already: only the
         # head runs, on exactly the (onset, apex) pair the event reports.
         onset = e.onset if e.onset.features is not None else e.reference
@@ -570,7 +593,7 @@ class Recognizer:
             onset_index=e.onset.index, apex_index=e.apex.index, offset_index=e.offset.index,
             action_units=[u.to_dict() for u in moved], facs_label=reading.label,
             facs_emotion=reading.emotion, cue=e.cue, truncated=e.truncated,
-            head_motion=e.head_motion,
+            head_motion=e.head_motion, emitted_ms=emitted_ms,
         )
 
     def _account(self, timings: dict[str, float]) -> None:
@@ -586,9 +609,14 @@ class Recognizer:
             secs += decode / 1e3
         stage_ms = self.stats.means()
         micro = sum(e.kind == "micro" for e in self.events)
+        lat = np.array(self._latency) if self._latency else None
+        delays = [e.emitted_ms - e.apex_ms for e in self.events if e.emitted_ms is not None]
         return RunSummary(
             frames=self.frames, faces_found=self.faces_found, events=len(self.events),
             micro=micro, macro=len(self.events) - micro, seconds=secs, stage_ms=stage_ms,
             decode_failures=self.decode_failures, discarded=dict(self.spotter.discarded),
-            backend=self.backend_choice.name,
+            backend=self.backend_choice.name, dropped=self.dropped,
+            latency_ms={"mean": float(lat.mean()), "p50": float(np.median(lat)),
+                        "p95": float(np.percentile(lat, 95))} if lat is not None else {},
+            event_delay_ms=float(np.mean(delays)) if delays else None,
         )

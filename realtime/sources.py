@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,12 +53,16 @@ class SourceError(RuntimeError):
 
 @dataclass
 class Frame:
-    """One decoded frame: HWC uint8 BGR image, its timestamp (ms) and its number."""
+    """One decoded frame: HWC uint8 BGR image, its timestamp (ms) and its number.
+
+    `t_read` is `time.perf_counter()` when the frame was captured (a camera's grab) or
+    decoded (a file): the start of its latency."""
 
     image: np.ndarray
     timestamp_ms: float
     index: int
     decode_ms: float
+    t_read: float = 0.0
 
 
 class _Source:
@@ -70,6 +75,7 @@ class _Source:
         self.cap: cv2.VideoCapture | None = None
         self.decode_failures = 0
         self.frames_read = 0
+        self.dropped = 0  # frames a live source replaced before they were taken
         self._last_ts: float | None = None
 
     @property
@@ -163,15 +169,23 @@ class VideoSource(_Source):
                 ts_file = (pos - 1) * 1000.0 / self.fps
             ts = self._monotonic(offset + ts_file)
             self.frames_read += 1
-            yield Frame(img, ts, self.frames_read - 1, decode_ms)
+            yield Frame(img, ts, self.frames_read - 1, decode_ms, time.perf_counter())
 
 
 class CameraSource(_Source):
-    """A camera by index, timestamps from the capture clock."""
+    """A camera by index, timestamps from the capture clock.
 
-    def __init__(self, index: int, width: int | None = None, height: int | None = None):
+    With `drop_late` (the default, as MediaPipe's live-stream mode), a thread grabs frames
+    as the camera delivers them and keeps only the newest: when processing is slower than
+    the camera, older frames are dropped (counted in `dropped`) instead of queueing in the
+    driver, so what is processed is never more than one frame period old plus processing.
+    """
+
+    def __init__(self, index: int, width: int | None = None, height: int | None = None,
+                 drop_late: bool = True):
         super().__init__()
         self.name = f"camera {index}"
+        self.drop_late = drop_late
         # OpenCV logs its own lines when probing a missing camera; our one line says it all.
         with _opencv_quiet():
             self.cap = cv2.VideoCapture(index)
@@ -187,27 +201,79 @@ class CameraSource(_Source):
         if height:
             self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
         self._t0 = time.monotonic()
+        self._stop = threading.Event()
+
+    def _read(self, fails: int) -> tuple[Frame | None, int]:
+        """One grab + retrieve: (frame, consecutive failures)."""
+        t0 = time.perf_counter()
+        ok = self.cap.grab()
+        t_grab = time.perf_counter()
+        ts = (time.monotonic() - self._t0) * 1e3  # when the frame was grabbed
+        img = None
+        if ok:
+            ok, img = self.cap.retrieve()
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        if not ok or img is None:
+            fails += 1
+            self.decode_failures += 1
+            if fails >= self.max_consecutive_failures:
+                raise SourceError(f"{self.name} stopped delivering frames "
+                                  f"({fails} failed reads in a row)")
+            return None, fails
+        self.frames_read += 1
+        return Frame(img, self._monotonic(ts), self.frames_read - 1, decode_ms, t_grab), 0
 
     def __iter__(self) -> Iterator[Frame]:
-        fails = 0
-        while self.cap is not None:
-            t0 = time.perf_counter()
-            ok = self.cap.grab()
-            ts = (time.monotonic() - self._t0) * 1e3  # when the frame was grabbed
-            img = None
-            if ok:
-                ok, img = self.cap.retrieve()
-            decode_ms = (time.perf_counter() - t0) * 1e3
-            if not ok or img is None:
-                fails += 1
-                self.decode_failures += 1
-                if fails >= self.max_consecutive_failures:
-                    raise SourceError(f"{self.name} stopped delivering frames "
-                                      f"({fails} failed reads in a row)")
-                continue
+        if not self.drop_late:
             fails = 0
-            self.frames_read += 1
-            yield Frame(img, self._monotonic(ts), self.frames_read - 1, decode_ms)
+            while self.cap is not None:
+                fr, fails = self._read(fails)
+                if fr is not None:
+                    yield fr
+            return
+        yield from self._latest()
+
+    def _latest(self) -> Iterator[Frame]:
+        slot: list = []  # [Frame] or [SourceError]
+        cond = threading.Condition()
+
+        def grab() -> None:
+            fails = 0
+            try:
+                while not self._stop.is_set() and self.cap is not None:
+                    fr, fails = self._read(fails)
+                    if fr is None:
+                        continue
+                    with cond:
+                        if slot:
+                            self.dropped += 1  # not taken in time: the newer one replaces it
+                        slot[:] = [fr]
+                        cond.notify()
+            except SourceError as e:
+                with cond:
+                    slot[:] = [e]
+                    cond.notify()
+
+        reader = threading.Thread(target=grab, name="moext-camera", daemon=True)
+        reader.start()
+        try:
+            while True:
+                with cond:
+                    while not slot:
+                        if not reader.is_alive():
+                            return
+                        cond.wait(0.1)
+                    item = slot.pop()
+                if isinstance(item, SourceError):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            reader.join(timeout=2.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        super().close()
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -252,7 +318,8 @@ class FolderSource(_Source):
                 self.decode_failures += 1
                 continue
             self.frames_read += 1
-            yield Frame(img, self._monotonic(k * 1000.0 / self._fps), self.frames_read - 1, decode_ms)
+            yield Frame(img, self._monotonic(k * 1000.0 / self._fps), self.frames_read - 1, decode_ms,
+                        time.perf_counter())
 
 
 def open_source(camera: int | None = None, video: str | Path | None = None, loop: bool = False,

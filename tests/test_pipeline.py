@@ -145,3 +145,70 @@ def test_fast_landmarks_run_the_whole_recognizer(cache):
     rec.close()
     with pytest.raises(ValueError, match="choose mesh or fast"):
         RecognizerConfig(landmarks="dlib")
+
+
+class _FakeCamera:
+    """cv2.VideoCapture stand-in: a camera delivering `fps` frames a second (grab blocks
+    until the next frame is due, like a driver), each frame stamped with its number."""
+
+    def __init__(self, fps: float = 100.0):
+        import time
+
+        self.period = 1.0 / fps
+        self.next = time.perf_counter()
+        self.n = 0
+
+    def isOpened(self):
+        return True
+
+    def set(self, *a):
+        return True
+
+    def grab(self):
+        import time
+
+        self.next += self.period
+        delay = self.next - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        self.n += 1
+        return True
+
+    def retrieve(self):
+        img = np.zeros((48, 64, 3), np.uint8)
+        img[0, 0, 0] = self.n % 256
+        return True, img
+
+    def release(self):
+        pass
+
+
+def test_a_slow_consumer_gets_the_newest_frame_and_the_rest_are_counted_dropped(monkeypatch):
+    import time
+
+    import realtime.sources as S
+
+    monkeypatch.setattr(S.cv2, "VideoCapture", lambda index: _FakeCamera(100.0))
+    cam = S.CameraSource(0)
+    work = 0.025  # 25 ms a frame against a camera period of 10 ms
+    behind, seen = [], []
+    for fr in cam:
+        # How many frames the camera has delivered since this one: 0 or 1 (one arriving
+        # while it is taken), however slow the processing; never a growing queue.
+        behind.append(cam.frames_read - 1 - fr.index)
+        seen.append(fr.index)
+        time.sleep(work)
+        if len(seen) >= 30:
+            break
+    cam.close()
+    assert cam.dropped > 20, cam.dropped  # ~2 of every 3 frames are replaced before taken
+    assert max(behind) <= 1, behind
+    assert seen == sorted(seen)
+    # Without dropping, frames queue: each is older than the last.
+    monkeypatch.setattr(S.cv2, "VideoCapture", lambda index: _FakeCamera(100.0))
+    slow = S.CameraSource(0, drop_late=False)
+    it = iter(slow)
+    first = next(it)
+    time.sleep(0.1)
+    assert next(it).index == first.index + 1 and slow.dropped == 0
+    slow.close()

@@ -142,7 +142,7 @@ def test_still_face_gives_no_events(base_landmarks):
 
 def test_first_frames_are_never_a_reference(base_landmarks):
     frames = _sequence(base_landmarks, 40, np.random.default_rng(2))
-    sp = Spotter(SpottingConfig(warmup_frames=3, settle_ms=250))
+    sp = Spotter(SpottingConfig(warmup_ms=60, settle_ms=250))
     buf = RollingBuffer()
     states = []
     for i, lm in enumerate(frames):

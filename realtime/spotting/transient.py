@@ -26,7 +26,9 @@ from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.motion import GROUP_NAMES, FlowMeter, MotionMeasure, group_magnitudes, measure_motion
 from realtime.spotting.config import SpottingConfig
 from realtime.spotting.edges import event_edges
-from realtime.spotting.events import REGION_OF, SpottedEvent
+from realtime.spotting.events import REGION_OF, Recent, SpottedEvent
+
+BEFORE_MS = 400.0  # how far back a transient's trace reaches before it entered
 
 # Groups on the eyelids: a transient led by one of them may be a blink.
 _LID_GROUPS = {g for g in GROUP_NAMES if "lid" in g}
@@ -94,9 +96,10 @@ class TransientDetector:
     def restart(self, from_index: int) -> None:
         """Forget the open transient; score only centres from `from_index` on."""
         self.from_index = from_index
-        self.recent: deque[float] = deque(maxlen=self.cfg.smooth_frames)
+        self.recent = Recent(self.cfg.smooth_ms)
         self.trace: list[tuple[BufferedFrame, np.ndarray]] = []
-        self.before: deque[tuple[BufferedFrame, np.ndarray]] = deque(maxlen=12)
+        # The scored centres of the last 400 ms: a transient's trace starts with them.
+        self.before: deque[tuple[BufferedFrame, np.ndarray]] = deque()
         self.peak = 0.0
         self.last = -1  # index of the last centre scored
         self.head = False
@@ -155,8 +158,8 @@ class TransientDetector:
         groups = np.minimum.reduce([mean, group_magnitudes(v_past), group_magnitudes(v_fut)])
         z = groups / noise.rms
         score = float(np.where(groups >= least, z, np.minimum(z, 0.99 * z_in)).max())
-        self.recent.append(score)
-        sm = float(np.mean(self.recent))
+        self.recent.append(centre.t_ms, score)
+        sm = self.recent.mean()
         if self.trace:
             self.trace.append((centre, groups))
             self.head |= head
@@ -173,6 +176,8 @@ class TransientDetector:
         else:
             noise.learn(groups)  # only quiet frames teach the noise: a movement cannot raise its own bar
         self.before.append((centre, groups))
+        while self.before and self.before[0][0].t_ms < centre.t_ms - BEFORE_MS:
+            self.before.popleft()
         return [], None
 
     def close(self, truncated: bool = False) -> tuple[list[SpottedEvent], str | None]:
