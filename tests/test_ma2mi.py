@@ -180,7 +180,7 @@ def write_cache(root: Path, subjects: int = 2) -> Path:
 
 def test_ma2mi_dataset_samples_pairs_along_frames(tmp_path):
     from train.config import AugmentConfig
-    from train.data import load_rows
+    from train.pairs import load_rows
     from train.methods import get_method
 
     cache = write_cache(tmp_path / "cache", subjects=1)

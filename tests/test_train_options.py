@@ -220,7 +220,7 @@ def test_bn_recalibration_sets_the_exact_statistics_of_the_training_pairs(tmp_pa
 
     from moext import MoExtClassifier
     from train.bn import reestimate_bn
-    from train.data import PairDataset, load_rows
+    from train.pairs import PairDataset, load_rows
     from train.protocols import apply_protocol
 
     rows = apply_protocol("cde", [r for r in load_rows([make_cache(tmp_path / "c", subjects=2)]) if r["kind"] == "micro"])

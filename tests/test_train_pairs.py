@@ -8,7 +8,7 @@ from train_data_helpers import make_cache
 
 from train.augment import augment_pair, expansion_set, pair_transforms, rotation_degrees
 from train.config import AugmentConfig
-from train.data import ExpansionPairDataset, PairDataset, load_rows, make_loader
+from train.pairs import ExpansionPairDataset, PairDataset, load_rows, make_loader
 
 
 @pytest.fixture(scope="module")

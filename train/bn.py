@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from train.data import PairDataset
+from train.pairs import PairDataset
 
 
 @torch.no_grad()

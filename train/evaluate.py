@@ -11,7 +11,7 @@ from typing import Any
 from moext import CheckpointError, load_checkpoint
 from train import reports
 from train.config import TrainError
-from train.data import sample_key, subject_key
+from train.pairs import sample_key, subject_key
 from train.finetune import predict, protocol_rows
 from train.loso import write_loso_reports
 

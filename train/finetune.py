@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from moext import CheckpointError, load_checkpoint, save_checkpoint
 from train import distributed, reports
 from train.config import RunConfig, TrainError
-from train.data import PairDataset, load_rows, subject_key
+from train.pairs import PairDataset, load_rows, subject_key
 from train.loop import FitResult, check_out_dir, fit
 from train.methods import ClassifierObjective, Method, get_method
 from train.metrics import scores

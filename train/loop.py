@@ -22,7 +22,7 @@ from moext import save_checkpoint
 from moext.io import atomic_save, atomic_write_text
 from train import distributed
 from train.config import RunConfig, TrainError, resume_mismatch
-from train.data import make_loader
+from train.pairs import make_loader
 
 STATE = "train_state.pt"
 HISTORY = "history.json"

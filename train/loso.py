@@ -30,7 +30,7 @@ from tqdm import tqdm
 from moext.checkpoint import read_checkpoint_meta
 from train import reports
 from train.config import LosoConfig, TrainError, resume_mismatch
-from train.data import sample_key, subject_key
+from train.pairs import sample_key, subject_key
 from train.finetune import build_classifier, predict, protocol_rows, train_classifier, training_accuracy
 from train.methods import get_method
 

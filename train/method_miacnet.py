@@ -19,7 +19,7 @@ from moext.modeling.miacnet import MIACNetConfig
 from moext.preprocess import crops_to_tensor
 from train.augment import augment_pair
 from train.config import TrainError
-from train.data import CropCache
+from train.pairs import CropCache
 from train.methods import METHODS, Method, register_method
 
 

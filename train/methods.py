@@ -89,7 +89,7 @@ def _moext_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]
 
 
 def _moext_dataset(rows, cfg: ModelConfig, augment, seed):
-    from train.data import ExpansionPairDataset  # late: keeps `train.methods` import light
+    from train.pairs import ExpansionPairDataset  # late: keeps `train.methods` import light
 
     return ExpansionPairDataset(rows, cfg.image_size, augment, seed)
 
@@ -102,7 +102,7 @@ def _moext_report(model: nn.Module, rows, cfg: ModelConfig) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from moext.modeling.losses import learned_motion, pretext_diagnostics
-    from train.data import FramePairDataset
+    from train.pairs import FramePairDataset
 
     ds = FramePairDataset(rows[:REPORT_PAIRS], cfg.image_size)
     d = pretext_diagnostics(model, DataLoader(ds, batch_size=20))

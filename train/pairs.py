@@ -1,4 +1,5 @@
-"""Torch datasets over preprocess manifests (docs/ARCHITECTURE.md, "Manifest").
+"""Onset/apex pairs as torch datasets, read from preprocess manifests (docs/ARCHITECTURE.md,
+"Manifest"): what the training loop is fed.
 
 Every random draw of an item comes from `numpy.random.default_rng([seed, epoch, index])`, and
 the order of items from a `DistributedSampler` seeded by (seed, epoch). So an epoch's data are

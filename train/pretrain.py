@@ -16,7 +16,7 @@ import torch
 from moext import save_checkpoint
 from train import distributed, reports
 from train.config import RunConfig, TrainError
-from train.data import load_rows, subject_key
+from train.pairs import load_rows, subject_key
 from train.loop import check_out_dir, fit
 from train.methods import PretrainObjective, get_method
 

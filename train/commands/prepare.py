@@ -1,4 +1,4 @@
-"""`moext-train preprocess` and `moext-train synth`."""
+"""`moext-train preprocess` and `moext-train synth`: prepare the caches that training reads."""
 
 from __future__ import annotations
 
