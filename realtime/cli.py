@@ -83,6 +83,11 @@ def main(
         False, "--blendshapes",
         help="Add MediaPipe's 52 raw blendshape scores (bs_<name>) to the --frames CSV, beside "
              "the action-unit columns (AU01_r ... AU45_r) it always has."),
+    classify_every: int = typer.Option(
+        1, "--classify-every", min=1,
+        help="Run the classifier on every N-th frame only (spotting still sees every frame): "
+             "for cameras faster than the classifier, e.g. a 200 fps research camera; see the "
+             "README's speed section for the rates measured."),
     verbose: bool = typer.Option(
         False, "--verbose", help="Show the native libraries' log lines (TensorFlow Lite, absl)."),
     demo: bool = typer.Option(False, "--demo", help="Run on the shipped sample video with the demo weights."),
@@ -142,7 +147,7 @@ def main(
     raise typer.Exit(run(camera, video, checkpoint, backend.value, headless, events, frames,
                          max_frames, threads, pipeline, precision.value, heatmap,
                          landmarks.value, micro_cue.value, clip=clip, fps=fps,
-                         blendshapes=blendshapes))
+                         blendshapes=blendshapes, classify_every=classify_every))
 
 
 def event_line(ev) -> str:
@@ -162,7 +167,7 @@ def event_line(ev) -> str:
 def run(camera, video, checkpoint, backend, headless, events_path, frames_path, max_frames,
         threads, pipeline: bool = True, precision: str = "fp32", heatmap: bool = False,
         landmarks: str = "mesh", micro_cue: str = "flow", clip: bool = False,
-        fps: float | None = None, blendshapes: bool = False) -> int:
+        fps: float | None = None, blendshapes: bool = False, classify_every: int = 1) -> int:
     """The loop behind `moext-live`; returns the exit code."""
     from realtime.backends import BackendUnavailable
     from realtime.events import EventWriter, FrameWriter
@@ -188,7 +193,7 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
             threads = os.cpu_count() or None
         rec = Recognizer.from_checkpoint(checkpoint, backend=backend,
                          config=RecognizerConfig(threads=threads, precision=precision,
-                                                 landmarks=landmarks,
+                                                 landmarks=landmarks, classify_every=classify_every,
                                                  spotting=SpottingConfig(transient_cue=micro_cue)))
     except (RecognizerError, BackendUnavailable) as e:
         source.close()

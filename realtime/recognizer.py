@@ -97,6 +97,10 @@ class RecognizerConfig:
             and lips) or "fast" (`moext.face.FastFaceTracker`: mediapipe's landmark model run
             directly, 468 points, about half the per-frame cost (3.9 vs 8.0 ms in
             benchmarks/results/realtime-20261122-0601.md), more jitter, worse spotting).
+        classify_every: run the classifier's backbone on every n-th frame only, for cameras
+            faster than the classifier (a 200 fps research camera): spotting still sees every
+            frame, and an event's onset and apex get their features from their crops when
+            they fell between. 1 = every frame.
         blendshapes: run the blendshape step (action units for events, the FACS reading and
             the spotter's action-unit cue); off, frames carry none (for speed comparisons).
         min_face_size: faces smaller than this (landmark box, longer side, pixels) are no
@@ -116,10 +120,13 @@ class RecognizerConfig:
     landmarks: str = "mesh"
     min_face_size: float = 24.0
     blendshapes: bool = True
+    classify_every: int = 1
 
     def __post_init__(self) -> None:
         if self.landmarks not in ("mesh", "fast"):
             raise ValueError(f"landmarks={self.landmarks!r}: choose mesh or fast")
+        if int(self.classify_every) < 1:
+            raise ValueError(f"classify_every={self.classify_every!r}: give 1 (every frame) or more")
 
 
 @dataclass
@@ -339,6 +346,7 @@ class Recognizer:
         self.events: list[Event] = []
         self.decode_failures = 0
         self.stats = StageStats()
+        self._n_prepared = 0
         self.dropped = 0
         self._latency: deque[float] = deque(maxlen=2000)  # the last frames' latencies
         self._t_start: float | None = None
@@ -400,6 +408,10 @@ class Recognizer:
         return self._prepare(check_frame(frame_bgr), align, timestamp_ms)
 
     def _prepare(self, frame_bgr: np.ndarray, align: bool, timestamp_ms: float | None) -> Prepared:
+        # Prepared frames come in stream order, one each, so this count is the frame's index
+        # in `process` (which decides the same way whether to classify it).
+        classify = self._n_prepared % self.config.classify_every == 0
+        self._n_prepared += 1
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         det = self._mesh.detect(frame_bgr, timestamp_ms)
@@ -416,7 +428,7 @@ class Recognizer:
         prepared = Prepared(det, None, None, timings)
         if self._flow is not None:
             self._flow_step(frame_bgr, prepared, timestamp_ms)
-        if align:
+        if align and classify:
             self._align(frame_bgr, prepared)
         return prepared
 
@@ -511,12 +523,19 @@ class Recognizer:
             self.buffer.clear()
         self._last_centre = centre
 
-        if prepared.x is None:
+        # With `classify_every` n > 1 the backbone runs on every n-th frame only (spotting
+        # still sees every frame); an onset or apex that fell between gets its features from
+        # its buffered crop when it is needed (`_features`).
+        classify = index % self.config.classify_every == 0
+        if prepared.aligned is None:
+            self._warp(frame_bgr, prepared)
+        if classify and prepared.x is None:
             self._align(frame_bgr, prepared)
+        if "align" in prepared.timings:
             timings["align"] = prepared.timings["align"]
         aligned = prepared.aligned
         t0 = time.perf_counter()
-        feats = self.backend.features(prepared.x)[0]
+        feats = self.backend.features(prepared.x)[0] if classify else None
         t_cls = (time.perf_counter() - t0) * 1e3
 
         bs = det.blendshapes
@@ -531,8 +550,9 @@ class Recognizer:
 
         t0 = time.perf_counter()
         probs = None
-        if upd.reference is not None and upd.reference.features is not None:
-            logits = self.backend.head(upd.reference.features[None], feats[None])
+        ref = self._classified(upd.reference) if feats is not None else None
+        if ref is not None:
+            logits = self.backend.head(ref.features[None], feats[None])
             probs = _softmax(logits)[0]
         events = flushed + [self._to_event(e, ts) for e in upd.events]
         timings["classifier"] = t_cls + (time.perf_counter() - t0) * 1e3
@@ -569,13 +589,34 @@ class Recognizer:
         self.events.extend(events)
         return events
 
+    def _classified(self, ref: BufferedFrame | None) -> BufferedFrame | None:
+        """The reference for this frame's probabilities: `ref` itself, or with
+        `classify_every` > 1 the newest classified frame at or before it (the reference
+        moves every frame while the face is quiet; computing each one's features would undo
+        the stride)."""
+        if ref is None or ref.features is not None:
+            return ref
+        for f in reversed(self.buffer.since(max(ref.index - self.config.classify_every, 0))):
+            if f.index <= ref.index and f.features is not None:
+                return f
+        return None
+
+    def _features(self, f: BufferedFrame) -> np.ndarray | None:
+        """A buffered frame's backbone features, computed from its crop (once) when the
+        frame was not classified (`classify_every`); None without a crop."""
+        if f.features is None and f.crop is not None:
+            from moext.preprocess import crops_to_array
+
+            f.features = self.backend.features(crops_to_array(f.crop, self.image_size))[0]
+        return f.features
+
     def _to_event(self, e: SpottedEvent, emitted_ms: float | None = None) -> Event:
         # The onset frame's and apex frame's features are in the buffer already: only the
         # head runs, on exactly the (onset, apex) pair the event reports.
-        onset = e.onset if e.onset.features is not None else e.reference
+        onset = e.onset if self._features(e.onset) is not None else e.reference
         probs: dict[str, float] = {}
         label = None
-        if onset.features is not None and e.apex.features is not None:
+        if self._features(onset) is not None and self._features(e.apex) is not None:
             p = _softmax(self.backend.head(onset.features[None], e.apex.features[None]))[0]
             probs = dict(zip(self.class_names, map(float, p)))
             label = max(probs, key=probs.get)

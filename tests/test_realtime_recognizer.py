@@ -160,3 +160,41 @@ def test_checkpoint_paths_that_are_not_weights_are_named(tmp_path, tiny_cfg):
         Recognizer.from_checkpoint(ck.with_suffix(".json"), backend="torch")
     with pytest.raises(RecognizerError, match="is a folder; pass the .safetensors file"):
         Recognizer.from_checkpoint(tmp_path, backend="torch")
+
+
+def test_classify_every_n_frames_keeps_spotting_every_frame(tmp_path, tiny_cfg, face):
+    """A fast camera: the backbone on every 3rd frame, spotting on all; a frame that an
+    event needs gets its features from its buffered crop, once."""
+    from realtime.backends import TorchBackend
+
+    model = MoExtClassifier(tiny_cfg).eval()
+    runs = {}
+    for n in (1, 3):
+        rec = Recognizer(TorchBackend(model), tiny_cfg.class_names, tiny_cfg.image_size,
+                         RecognizerConfig(classify_every=n))
+        calls = []
+        real = rec.backend.features
+        rec.backend.features = lambda x, _r=real: calls.append(len(x)) or _r(x)
+        out = [rec.process(canvas((face, 200, 60)), 1000.0 * i / 30) for i in range(60)]
+        ev = rec.finish()
+        runs[n] = (out, calls, ev)
+        rec.close()
+    out1, calls1, _ = runs[1]
+    out3, calls3, _ = runs[3]
+    assert [r.state for r in out1] == [r.state for r in out3]  # spotting saw the same frames
+    assert len(calls1) == 60 and len(calls3) < 60 / 2
+    classified = [r.index for r in out3 if r.probabilities is not None]
+    assert classified and all(i % 3 == 0 for i in classified)
+    rec = Recognizer(TorchBackend(model), tiny_cfg.class_names, tiny_cfg.image_size,
+                     RecognizerConfig(classify_every=3))
+    for i in range(5):
+        rec.process(canvas((face, 200, 60)), 1000.0 * i / 30)
+    skipped = rec.buffer.get(4)
+    assert skipped.features is None and skipped.crop is not None
+    f = rec._features(skipped)
+    assert f is not None and rec._features(skipped) is f  # computed once, then kept
+    near = rec.buffer.get(3).features  # the classified frame before: the same still face
+    assert np.linalg.norm(f - near) < 0.1 * np.linalg.norm(near)
+    rec.close()
+    with pytest.raises(ValueError, match="classify_every"):
+        RecognizerConfig(classify_every=0)
