@@ -32,13 +32,13 @@ class BufferedFrame:
         grey: the aligned crop in grey at `realtime.motion.FLOW_SIZE` (the optical-flow
             cue; ~12 kB), or None.
         grey_points: the landmarks in `grey`'s pixels.
-        flow: (timestamp of an earlier frame, motion from it to this one by optical flow),
+        flow_hop: (timestamp of an earlier frame, motion from it to this one by optical flow),
             kept so that each pair of frames is measured once.
         blendshapes: (52,) float32 MediaPipe blendshape scores, or None.
         au: (A,) float32 action-unit intensities from them (`moext.blendshapes.AU_TABLE`
             order), or None.
         chain_prev, chain_sum: this frame's link in a chain of optical-flow hops (each frame
-            is measured against the frame `bump_lag_ms` before it, `flow`): the index of
+            is measured against the frame `transient_lag_ms` before it, `flow`): the index of
             that earlier frame, and the sum of the hops' group displacement vectors
             ((12, 2), % IOD, face axes) since the chain began. The difference of two frames'
             sums on one chain is the flow displacement between them (set by the spotter).
@@ -52,7 +52,7 @@ class BufferedFrame:
     points: np.ndarray | None = None
     grey: np.ndarray | None = None
     grey_points: np.ndarray | None = None
-    flow: tuple | None = None
+    flow_hop: tuple | None = None
     blendshapes: np.ndarray | None = None
     au: np.ndarray | None = None
     chain_prev: int | None = None

@@ -46,7 +46,7 @@ class Event:
             the offset is the last frame seen.
         head_motion: the head moved during it (the action units showed an expression).
         emitted_ms: the timestamp of the frame whose processing reported it: a micro event
-            comes `bump_lag_ms` plus the return window after its offset, a macro one when it
+            comes `transient_lag_ms` plus the return window after its offset, a macro one when it
             has fallen back (its delay from the apex is `emitted_ms - apex_ms`).
     """
 

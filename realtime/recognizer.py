@@ -70,7 +70,7 @@ class Prepared:
     timings: dict[str, float]
     grey: np.ndarray | None = None  # the optical-flow crop (`realtime.motion.motion_image`)
     grey_points: np.ndarray | None = None
-    flow: tuple | None = None  # (earlier frame's ms, its motion to this frame by flow)
+    flow_hop: tuple | None = None  # (earlier frame's ms, its motion to this frame by flow)
     fixed_ms: float = 0.0  # stage-1 work that cannot move to stage 2 (decode excluded)
 
 
@@ -274,9 +274,9 @@ class Recognizer:
         self.buffer = RollingBuffer(self.config.buffer_ms)
         self.spotter = Spotter(self.config.spotting)
         # Stage 1's own optical flow (the spotter has another for what stage 1 did not
-        # measure): each frame against the one `bump_lag_ms` before it, the pair the
+        # measure): each frame against the one `transient_lag_ms` before it, the pair the
         # spotter's transient detector asks for, so stage 2 only looks the result up.
-        self._flow = FlowMeter() if self.config.spotting.transient_cue == "flow" else None
+        self._flow_meter = FlowMeter() if self.config.spotting.transient_cue == "flow" else None
         self._greys: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         self._reset_stats()
 
@@ -335,8 +335,10 @@ class Recognizer:
                 return FastFaceTracker(blendshapes=False, min_face_size=self.config.min_face_size)
         except ImportError as e:  # ai-edge-litert missing: say so, no traceback
             raise RecognizerError(str(e)) from None
+        # No head pose: nothing downstream uses MediaPipe's transformation matrix (the rigid
+        # fit on the landmarks and the action units cover head motion), and it costs time.
         return FaceMesh(video_mode=True, max_faces=self.config.max_faces, blendshapes=False,
-                        min_face_size=self.config.min_face_size)
+                        head_pose=False, min_face_size=self.config.min_face_size)
 
     # -- state ------------------------------------------------------------------------
 
@@ -426,7 +428,7 @@ class Recognizer:
             det = replace(det, blendshapes=self._blendshapes.predict(det.landmarks))
             timings["blendshapes"] = (time.perf_counter() - t1) * 1e3
         prepared = Prepared(det, None, None, timings)
-        if self._flow is not None:
+        if self._flow_meter is not None:
             self._flow_step(frame_bgr, prepared, timestamp_ms)
         if align and classify:
             self._align(frame_bgr, prepared)
@@ -453,7 +455,7 @@ class Recognizer:
 
     def _flow_step(self, frame_bgr: np.ndarray, prepared: Prepared, ts: float | None) -> None:
         """Grey crop for the flow cue and, with a timestamp, the flow from the frame
-        `bump_lag_ms` earlier (a ring keeps the faces of the last lag, plus the newest one at
+        `transient_lag_ms` earlier (a ring keeps the faces of the last lag, plus the newest one at
         or before it)."""
         t0 = time.perf_counter()
         self._warp(frame_bgr, prepared)
@@ -461,10 +463,10 @@ class Recognizer:
         prepared.grey, prepared.grey_points = motion_image(
             prepared.aligned.crop, prepared.aligned.landmarks)
         if ts is not None:
-            lag = self.config.spotting.bump_lag_ms
+            lag = self.config.spotting.transient_lag_ms
             partner = next((g for g in reversed(self._greys) if g[0] <= ts - lag), None)
             if partner is not None:
-                prepared.flow = (partner[0], self._flow.measure(partner[1], partner[2], prepared.grey))
+                prepared.flow_hop = (partner[0], self._flow_meter.measure(partner[1], partner[2], prepared.grey))
             self._greys.append((float(ts), prepared.grey, prepared.grey_points))
             while len(self._greys) > 1 and self._greys[1][0] <= ts - lag:
                 self._greys.popleft()  # keep one frame at or before ts - lag
@@ -542,7 +544,7 @@ class Recognizer:
         au = action_units(bs) if bs is not None else None
         rec = BufferedFrame(index, ts, lm, aligned.crop if self.config.keep_crops else None, feats,
                             grey=prepared.grey, grey_points=prepared.grey_points,
-                            flow=prepared.flow, blendshapes=bs, au=au)
+                            flow_hop=prepared.flow_hop, blendshapes=bs, au=au)
         t0 = time.perf_counter()
         self.buffer.append(rec)
         upd = self.spotter.update(rec, self.buffer)

@@ -75,13 +75,13 @@ def test_stage1_measures_the_flow_the_spotter_asks_for(cache):
         meter.measure = measure
 
     rec = Recognizer.from_checkpoint(backend="onnx")
-    counting(rec._flow, "stage1")
-    counting(rec.spotter.flow, "spotter")
+    counting(rec._flow_meter, "stage1")
+    counting(rec.spotter.flow_meter, "spotter")
     with VideoSource(DEMO_VIDEO) as src:
         results = [r for _, r in zip(range(N), (r for _, r in run_frames(rec, src)))]
     rec.close()
     faces = sum(r.face_found for r in results)
-    lag = rec.config.spotting.bump_lag_ms
+    lag = rec.config.spotting.transient_lag_ms
     first = min(r.timestamp_ms for r in results if r.face_found)
     with_partner = sum(r.face_found and r.timestamp_ms - lag >= first for r in results)
     assert faces == N and with_partner > N - 12

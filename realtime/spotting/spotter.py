@@ -36,9 +36,9 @@ class Spotter:
         self.reset()
 
     @property
-    def flow(self):
+    def flow_meter(self):
         """The transient detector's optical-flow meter (None on the landmark cue)."""
-        return self.transient.flow
+        return self.transient.flow_meter
 
     def reset(self) -> None:
         """Forget the face (lost, or another one): back to waiting. Noise levels are kept.
@@ -78,24 +78,24 @@ class Spotter:
         return self.ctx.buffer.get(f.index - back) or f
 
     def _link(self, rec: BufferedFrame) -> None:
-        """Put `rec` on its flow chain: its stage-1 flow partner (the frame `bump_lag_ms`
+        """Put `rec` on its flow chain: its stage-1 flow partner (the frame `transient_lag_ms`
         before it) is the previous link, and the chain's running sum of group vectors
         grows by this hop."""
-        if rec.flow is None:
+        if rec.flow_hop is None:
             return
-        partner = self.ctx.buffer.latest_at_or_before(rec.flow[0])
-        if partner is None or partner.t_ms != rec.flow[0] or partner.index >= rec.index:
+        partner = self.ctx.buffer.latest_at_or_before(rec.flow_hop[0])
+        if partner is None or partner.t_ms != rec.flow_hop[0] or partner.index >= rec.index:
             return
-        base = partner.chain_sum if partner.chain_sum is not None else np.zeros_like(rec.flow[1].vectors)
+        base = partner.chain_sum if partner.chain_sum is not None else np.zeros_like(rec.flow_hop[1].vectors)
         rec.chain_prev = partner.index
-        rec.chain_sum = base + rec.flow[1].vectors
+        rec.chain_sum = base + rec.flow_hop[1].vectors
 
     def _flow_displacement(self, f: BufferedFrame, ref: BufferedFrame) -> np.ndarray | None:
         """Flow displacement from `ref` to `f` along `f`'s chain: the link at or just before
         `ref` (within one hop) stands for it."""
         if f.chain_sum is None or ref is None:
             return None
-        buf, hop = self.ctx.buffer, self.cfg.bump_lag_ms
+        buf, hop = self.ctx.buffer, self.cfg.transient_lag_ms
         node = f
         while node.t_ms > ref.t_ms:
             if node.chain_prev is None:

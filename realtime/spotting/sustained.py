@@ -70,7 +70,7 @@ class _Sample:
 
     frame: BufferedFrame
     landmarks: MotionMeasure
-    flow: np.ndarray | None  # (G,) flow displacement, % IOD
+    flow_groups: np.ndarray | None  # (G,) flow displacement, % IOD
     au: np.ndarray | None  # (A,) unit change
     terms: tuple[float, float, float]  # landmarks, flow, action units (1 = entry)
 
@@ -186,7 +186,7 @@ class SustainedDetector:
         self.ref = ref
         self.lm_valid = lm_valid
         self.trace = [self._measure(f) for f in self.ctx.buffer.since(ref.index)]
-        self.ctx.macro_spans.append([ref.t_ms - c.bump_lag_ms, float("inf")])
+        self.ctx.macro_spans.append([ref.t_ms - c.transient_lag_ms, float("inf")])
 
     def _measure(self, f: BufferedFrame) -> _Sample:
         m = measure_motion(f.points, self.ref.points)
@@ -271,7 +271,7 @@ class SustainedDetector:
             onset, apex_f, offset = frames[e.onset], frames[e.apex], frames[e.offset]
             amplitude = float(groups[e.apex].max())
         elif cue == 1:
-            fl = np.stack([s.flow if s.flow is not None else np.zeros(len(GROUP_NAMES)) for s in trace])
+            fl = np.stack([s.flow_groups if s.flow_groups is not None else np.zeros(len(GROUP_NAMES)) for s in trace])
             z = fl / self.flow_noise.rms
             g = int(np.argmax(z[k]))
             e = event_edges(t, fl[:, g], c.edge_scale, plateau=True)
@@ -305,7 +305,7 @@ class SustainedDetector:
                 spans.pop()
             return [], None
         if spans:
-            spans[-1] = [min(spans[-1][0], onset.t_ms - c.bump_lag_ms), offset.t_ms + c.bump_lag_ms]
+            spans[-1] = [min(spans[-1][0], onset.t_ms - c.transient_lag_ms), offset.t_ms + c.transient_lag_ms]
         self.last_ref = ref
         return [SpottedEvent(
             onset=onset, apex=apex_f, offset=offset, reference=ref, amplitude=amplitude,

@@ -1,10 +1,10 @@
 """The transient (micro-expression) detector: movements that rise and fall within ~0.5 s.
 
-Each frame (the *centre*) is compared with the frames `bump_lag_ms` before and after it;
+Each frame (the *centre*) is compared with the frames `transient_lag_ms` before and after it;
 its score is the smallest of its displacement from the past one, from the future one, and
 from their mean (a second difference). Slow drift (0.5-1 % IOD over seconds on real faces,
 docs/DESIGN.md) and the one-sided edges of longer movements score low; a movement that
-rises and falls within ~2 lags scores high. Results come `bump_lag_ms` after the frame.
+rises and falls within ~2 lags scores high. Results come `transient_lag_ms` after the frame.
 
 Displacements are measured by optical flow inside the aligned face crop (`FlowMeter`) when
 frames carry a grey crop, as the recognizer's do, else by the landmarks: on the synthetic
@@ -87,7 +87,7 @@ class TransientDetector:
     def __init__(self, cfg: SpottingConfig, ctx: SpotContext):
         self.cfg = cfg
         self.ctx = ctx
-        self.flow = FlowMeter() if cfg.transient_cue == "flow" else None
+        self.flow_meter = FlowMeter() if cfg.transient_cue == "flow" else None
         self.noise_landmarks = _Noise.start(cfg.noise_init, cfg.noise_floor, cfg.noise_alpha)
         self.noise_flow = _Noise.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_alpha)
         self.last_micro_off = -1e18  # offset (ms) of the last micro event: echoes follow it
@@ -117,36 +117,36 @@ class TransientDetector:
         return bool(self.trace)
 
     def step(self, rec: BufferedFrame) -> tuple[list[SpottedEvent], str | None]:
-        """Score the frame `bump_lag_ms` back against its past and future neighbours;
+        """Score the frame `transient_lag_ms` back against its past and future neighbours;
         returns (finished micro events, why one was dropped or None)."""
         c, buf = self.cfg, self.ctx.buffer
-        centre = buf.latest_at_or_before(rec.t_ms - c.bump_lag_ms, self.from_index)
+        centre = buf.latest_at_or_before(rec.t_ms - c.transient_lag_ms, self.from_index)
         if centre is None or centre.index <= self.last:
             return [], None
-        past = buf.latest_at_or_before(centre.t_ms - c.bump_lag_ms, self.from_index)
+        past = buf.latest_at_or_before(centre.t_ms - c.transient_lag_ms, self.from_index)
         if past is None:
             return [], None
         self.last = centre.index
-        flow = self._flow_pair(past, centre) and self._flow_pair(centre, rec)
-        if flow != self.by_flow:  # the cue changed: scores of the two do not mix
+        use_flow = self._flow_pair(past, centre) and self._flow_pair(centre, rec)
+        if use_flow != self.by_flow:  # the cue changed: scores of the two do not mix
             self.trace = []
             self.before.clear()
-            self.by_flow = flow
-        z_in = c.flow_z if flow else c.bump_z
-        least = c.flow_min if flow else c.bump_min
+            self.by_flow = use_flow
+        z_in = c.flow_z if use_flow else c.transient_z
+        least = c.flow_min if use_flow else c.transient_min
         # A transient differs from the mean of its neighbours AND from each of them; the
         # second difference alone also answers, at half height, one lag before and after
         # a bump (there one neighbour is inside it), and the one-sided differences alone
         # follow slow drift. The smallest of the three keeps only the transient. Against
         # the neighbours' mean, each group's vector is the mean of its two one-sided
         # vectors (both fits remove the head's motion), so two fits serve all three.
-        if flow:  # the same two vectors, from the crops' texture (future one: centre -> rec)
+        if use_flow:  # the same two vectors, from the crops' texture (future one: centre -> rec)
             # Head motion needs no check of its own here: the spotter's quiet-state check
             # (current frame against the reference) sees it a lag before this centre reaches
             # it, and restarts this detector.
             head = False
-            v_past = self._flow(past, centre).vectors
-            v_fut = -self._flow(centre, rec).vectors
+            v_past = self._hop(past, centre).vectors
+            v_fut = -self._hop(centre, rec).vectors
             noise = self.noise_flow
         else:
             m_past = measure_motion(centre.points, past.points)
@@ -212,7 +212,7 @@ class TransientDetector:
                 return [], ctx.discard("edge of a macro movement")
         if duration < c.min_duration_ms:
             return [], ctx.discard("too short")
-        if onset.t_ms - self.last_micro_off < c.bump_lag_ms:
+        if onset.t_ms - self.last_micro_off < c.transient_lag_ms:
             # One lag after a transient its trailing neighbour sits inside it: an echo.
             return [], ctx.discard("echo of a transient")
         if duration > c.micro_max_ms:
@@ -226,15 +226,15 @@ class TransientDetector:
             # A corner of a longer movement's rise or fall also scores as a transient, but
             # the face stays displaced after it (measured on the synthetic videos: micro
             # events came back to 0.01-0.14 of their rise, such corners to 0.23 or more).
-            # The buffer reaches `bump_lag_ms` past the offset, so the window is cut there.
-            rise = self.flow.measure(onset.grey, onset.grey_points, apex_f.grey).groups[g]
+            # The buffer reaches `transient_lag_ms` past the offset, so the window is cut there.
+            rise = self.flow_meter.measure(onset.grey, onset.grey_points, apex_f.grey).groups[g]
             if rise < c.flow_min:  # onset and apex (nearly) the same frame: nothing moved
                 return [], ctx.discard("too small")
             if not truncated:
-                window = min(c.return_window_ms, c.bump_lag_ms)
+                window = min(c.return_window_ms, c.transient_lag_ms)
                 after = [f for f in ctx.buffer.since(offset.index)
                          if f.t_ms <= offset.t_ms + window and f.grey is not None]
-                back = min((self.flow.measure(onset.grey, onset.grey_points, f.grey).groups[g]
+                back = min((self.flow_meter.measure(onset.grey, onset.grey_points, f.grey).groups[g]
                             for f in after), default=rise)
                 if back > c.return_frac * rise:
                     return [], ctx.discard("did not return (part of a longer movement)")
@@ -249,16 +249,16 @@ class TransientDetector:
         )], None
 
     def _flow_pair(self, a: BufferedFrame, b: BufferedFrame) -> bool:
-        return self.flow is not None and a.grey is not None and b.grey is not None
+        return self.flow_meter is not None and a.grey is not None and b.grey is not None
 
-    def _flow(self, a: BufferedFrame, b: BufferedFrame) -> MotionMeasure:
+    def _hop(self, a: BufferedFrame, b: BufferedFrame) -> MotionMeasure:
         """Optical-flow motion from frame `a` to the later frame `b`, measured once per pair
         (each frame is the future of one centre and later the centre of the next); the
-        recognizer's stage 1 measures most pairs ahead of time (`BufferedFrame.flow`)."""
-        if b.flow is not None and b.flow[0] == a.t_ms:
-            return b.flow[1]
-        m = self.flow.measure(a.grey, a.grey_points, b.grey)
-        b.flow = (a.t_ms, m)
+        recognizer's stage 1 measures most pairs ahead of time (`BufferedFrame.flow_hop`)."""
+        if b.flow_hop is not None and b.flow_hop[0] == a.t_ms:
+            return b.flow_hop[1]
+        m = self.flow_meter.measure(a.grey, a.grey_points, b.grey)
+        b.flow_hop = (a.t_ms, m)
         return m
 
 
