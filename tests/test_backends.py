@@ -147,3 +147,16 @@ def test_calibration_reads_faces_of_the_demo_video():
     assert not np.allclose(inputs[0], inputs[-1])  # spread over the video, not one frame
     with pytest.raises(ValueError, match="cannot be read"):
         ex.calibration_inputs(64, video="/nonexistent.mp4")
+
+
+def test_gpu_check_script_says_there_is_no_gpu_and_stops(tmp_path):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has nvidia-smi: the script would really run")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    p = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 3, p.stderr
+    assert "no NVIDIA GPU here" in p.stderr and "Nothing was run" in p.stderr
