@@ -34,7 +34,6 @@ benchmarks/results/ (`realtime-latest.*` and a time-stamped copy).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform

@@ -24,3 +24,19 @@ def tiny_cfg() -> ModelConfig:
         class_names=["negative", "positive", "surprise"],
         dropout=0.0,
     )
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A run of the live CLI in a clean place: its own export cache, no display."""
+    monkeypatch.setenv("MOEXT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_ck(env, tiny_cfg):
+    """An untrained tiny classifier checkpoint (plumbing, not accuracy)."""
+    from moext import MoExtClassifier, save_checkpoint
+
+    return save_checkpoint(MoExtClassifier(tiny_cfg), env / "tiny.safetensors")

@@ -13,22 +13,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from moext import MoExtClassifier, save_checkpoint
 from realtime.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOEXT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("DISPLAY", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
-def tiny_ck(env, tiny_cfg):
-    return save_checkpoint(MoExtClassifier(tiny_cfg), env / "tiny.safetensors")
 
 
 def _smile_frames(n: int = 40, on: int = 8, apex: int = 18, off: int = 30) -> list[np.ndarray]:

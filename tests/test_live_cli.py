@@ -14,23 +14,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from moext import MoExtClassifier, save_checkpoint
 from realtime.cli import DEMO_VIDEO, app
 from realtime.sources import VideoSource
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOEXT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("DISPLAY", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
-def tiny_ck(env, tiny_cfg):
-    return save_checkpoint(MoExtClassifier(tiny_cfg), env / "tiny.safetensors")
 
 
 def write_video(path, frames, fps=30.0):

@@ -25,7 +25,6 @@ return, not a new one.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,25 +42,6 @@ AU_REGION = {"AU1": "brows", "AU2": "brows", "AU4": "brows", "AU5": "eyes", "AU6
              "AU7": "eyes", "AU45": "eyes"}
 _EXPR = np.flatnonzero(EXPRESSIVE)
 CUES = ("landmarks", "flow", "action units")
-
-
-class _AUNoise:
-    """Quiet level (mean square) of each action unit's change from the lagged reference."""
-
-    def __init__(self, cfg: SpottingConfig):
-        self.sq = np.full(len(AU_CODES), cfg.au_noise_init**2)
-        self.floor = cfg.au_noise_floor
-        self.alpha = cfg.noise_alpha
-        self.count = 0
-
-    @property
-    def rms(self) -> np.ndarray:
-        return np.maximum(np.sqrt(self.sq), self.floor)
-
-    def learn(self, delta: np.ndarray) -> None:
-        self.count += 1
-        a = max(self.alpha, 1.0 / (self.count + 1))
-        self.sq += a * (delta**2 - self.sq)
 
 
 @dataclass
@@ -83,7 +63,7 @@ class SustainedDetector:
         self.ctx = ctx
         self.noise = _Noise.start(cfg.noise_init, cfg.noise_floor, cfg.noise_alpha)
         self.flow_noise = _Noise.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_alpha)
-        self.au_noise = _AUNoise(cfg)
+        self.au_noise = _Noise.start(cfg.au_noise_init, cfg.au_noise_floor, cfg.noise_alpha, len(AU_CODES))
         self.recent = Recent(cfg.smooth_ms)
         self.above_since: float | None = None  # when the quiet score last rose above 1
         # The reference of the last closed event: a movement that ends near it is that

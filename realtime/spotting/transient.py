@@ -36,8 +36,8 @@ _LID_GROUPS = {g for g in GROUP_NAMES if "lid" in g}
 
 @dataclass
 class _Noise:
-    """Running quiet level (mean square per group) of one cue: a running mean at first (the
-    start-up guess weighs like one frame), then an EMA."""
+    """Running quiet level (mean square per group, or per action unit) of one cue: a running
+    mean at first (the start-up guess weighs like one frame), then an EMA."""
 
     sq: np.ndarray
     floor: float
@@ -45,8 +45,8 @@ class _Noise:
     count: int = 0
 
     @classmethod
-    def start(cls, init: float, floor: float, alpha: float) -> "_Noise":
-        return cls(np.full(len(GROUP_NAMES), init**2), floor, alpha)
+    def start(cls, init: float, floor: float, alpha: float, size: int = len(GROUP_NAMES)) -> "_Noise":
+        return cls(np.full(size, init**2), floor, alpha)
 
     @property
     def rms(self) -> np.ndarray:
