@@ -160,3 +160,33 @@ def test_gpu_check_script_says_there_is_no_gpu_and_stops(tmp_path):
     p = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 3, p.stderr
     assert "no NVIDIA GPU here" in p.stderr and "Nothing was run" in p.stderr
+
+
+def test_a_registered_backend_is_offered_and_built(tmp_path, cache, tiny_cfg, monkeypatch):
+    """docs/ARCHITECTURE.md's recipe: a BackendSpec is all a new backend needs."""
+    ck, model = _checkpoint(tmp_path, tiny_cfg)
+
+    class Echo:
+        name = "echo"
+
+        def __init__(self, model):
+            self.inner = B.TorchBackend(model)
+
+        def features(self, x):
+            return self.inner.features(x)
+
+        def head(self, f_o, f_a):
+            return self.inner.head(f_o, f_a)
+
+    monkeypatch.setattr(B, "REGISTRY", dict(B.REGISTRY))
+    B.register_backend(B.BackendSpec("echo", "Echo", "torch, echoed", lambda: None,
+                                     lambda checkpoint, model, threads, precision: Echo(model)))
+    assert "echo" in B.backend_names() and "echo: torch, echoed" in B.backends_help()
+    backend, choice = B.load_backend(ck, model, "echo")
+    assert isinstance(backend, Echo) and choice.name == "echo"
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    assert backend.head(backend.features(x), backend.features(x)).shape == (1, 3)
+    B.register_backend(B.BackendSpec("never", "Never", "cannot run", lambda: "needs a TPU; pip install x",
+                                     lambda *a: None))
+    with pytest.raises(B.BackendUnavailable, match="needs a TPU"):
+        B.load_backend(ck, model, "never")
