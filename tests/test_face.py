@@ -240,3 +240,21 @@ def test_fast_tracker_follows_the_face_like_the_mesh(photo, mesh):
         assert isinstance(fast.detect(np.zeros((10, 10), np.uint8)), NoFace)
         # Both landmark sources share the blendshape step.
         assert first.blendshapes.shape == (52,)
+
+
+def test_the_direct_result_read_gives_the_public_apis_numbers(photo):
+    """FaceMesh reads mediapipe's C result into numpy (no 478 Python objects per face);
+    the public API's result must be the same to the bit, in both modes."""
+    frames = [photo] + [cv2.warpAffine(photo, np.float32([[1, 0, k], [0, 1, -k]]), (512, 512),
+                                       borderMode=cv2.BORDER_REPLICATE) for k in (2, 4, 6)]
+    for video in (False, True):
+        got = {}
+        for direct in (True, False):
+            with FaceMesh(video_mode=video, head_pose=True) as m:
+                m._direct = direct
+                got[direct] = [m.detect(f, 40.0 * i) for i, f in enumerate(frames)]
+                assert m._direct is direct  # the direct path did not fall back
+        for a, b in zip(got[True], got[False]):
+            np.testing.assert_array_equal(a.landmarks, b.landmarks)
+            np.testing.assert_array_equal(a.head_pose, b.head_pose)
+            np.testing.assert_array_equal(a.blendshapes, b.blendshapes)
