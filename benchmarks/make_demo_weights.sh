@@ -32,7 +32,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$WORK"
 cd "$WORK"
-T="nice -n 10 python -m train.cli"
+T="nice -n $(( 10 - $(nice) > 0 ? 10 - $(nice) : 0 )) python -m train.cli"
 LOG="$WORK/commands.txt"
 : > "$LOG"
 run() { echo "moext-train $*" | sed "s#$WORK/##g" >> "$LOG"; echo "+ moext-train $*"; $T "$@"; }
