@@ -30,7 +30,7 @@ class Spotter:
         self.cfg = cfg or SpottingConfig()
         self.discarded: dict[str, int] = {}
         self.ctx = SpotContext(RollingBuffer(), self._discard, self._head_moving, self._unlag,
-                               self._flow_displacement)
+                               self._flow_displacement, self._direct_flow)
         self.sustained = SustainedDetector(self.cfg, self.ctx)
         self.transient = TransientDetector(self.cfg, self.ctx)
         self.reset()
@@ -108,6 +108,12 @@ class Spotter:
             return None
         base = node.chain_sum if node.chain_sum is not None else 0.0
         return group_magnitudes(f.chain_sum - base)
+
+    def _direct_flow(self, a: BufferedFrame, b: BufferedFrame) -> np.ndarray | None:
+        meter = self.transient.flow_meter
+        if meter is None or a.grey is None or b.grey is None:
+            return None
+        return meter.measure(a.grey, a.grey_points, b.grey).groups
 
     def _settle(self, rec: BufferedFrame, keep_transient: bool = False) -> None:
         """The landmark cues wait for stillness before their next reference; the action

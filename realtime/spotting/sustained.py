@@ -259,6 +259,13 @@ class SustainedDetector:
             region = REGION_OF[group]
             onset, apex_f, offset = frames[e.onset], frames[e.apex], frames[e.offset]
             amplitude = e.peak
+            # The chain sums hop after hop, so a hop's error stays in it: a micro-expression
+            # whose rise and fall the flow measured a little differently leaves a step that
+            # looks sustained for a lag (seen after generated smiles in the browser test).
+            # One direct measurement, reference to apex, confirms the movement or not.
+            direct = ctx.direct_flow(ref, apex_f)
+            if direct is not None and direct.max() < c.flow_enter_min:
+                return self._drop(spans, "flow drift (a direct measure does not confirm it)")
         else:
             z = groups / self.noise.rms
             g = int(np.argmax(z[int(np.argmax(smooth3(z.max(1))))]))

@@ -69,6 +69,8 @@ class SpotContext:
         unlag: the frame whose time averaged landmarks stand for.
         flow_displacement: (frame, earlier reference) -> (G,) group displacement between
             them by optical flow (% IOD), or None where the flow chain does not reach.
+        direct_flow: (earlier frame, later frame) -> (G,) the same measured directly
+            between the two crops (one flow computation), or None without crops.
         macro_spans: (start, end) ms of recent and ongoing sustained movements (end inf
             while open): transients inside them are their edges, not micro-expressions.
     """
@@ -78,6 +80,7 @@ class SpotContext:
     head_moving: Callable[[MotionMeasure], bool]
     unlag: Callable[[BufferedFrame], BufferedFrame]
     flow_displacement: Callable[[BufferedFrame, BufferedFrame], np.ndarray | None]
+    direct_flow: Callable[[BufferedFrame, BufferedFrame], np.ndarray | None]
     macro_spans: deque = field(default_factory=lambda: deque(maxlen=8))
 
 
