@@ -36,7 +36,10 @@ from _browser import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CLS = "positive"  # the live test's expression
+CLS = "positive"  # the first expression of the live clip
+# The live clip plays these micro-expressions in turn, one every 3 s (Chromium loops it):
+# the events table must show them row by row, each a micro with its class, in this order.
+LIVE_SCHEDULE = ("positive", "surprise", "negative")
 VIDEO_CLS = "surprise"  # the upload test's: a different class, so a constant label fails
 FPS = 30.0
 
@@ -56,7 +59,11 @@ def clip(tmp_path_factory) -> dict:
     for the fake webcam (Chromium loops it); a `VIDEO_CLS` one as webm for the upload; and
     a no-face y4m."""
     d = tmp_path_factory.mktemp("clip")
-    frames, truth = expression_frames(CLS, fps=FPS, seconds=4.0, onset_s=2.0, duration_s=0.4, peak_iod=0.025)
+    frames, truth = [], None
+    for cls in LIVE_SCHEDULE:
+        part, t = expression_frames(cls, fps=FPS, seconds=3.0, onset_s=1.5, duration_s=0.4, peak_iod=0.025)
+        frames += part
+        truth = truth or t
     vframes, vtruth = expression_frames(VIDEO_CLS, fps=FPS, seconds=4.0, onset_s=2.0, duration_s=0.4,
                                         peak_iod=0.025)
     blank = [np.full_like(frames[0], 128) for _ in range(8)]
@@ -66,6 +73,7 @@ def clip(tmp_path_factory) -> dict:
         "video_truth": vtruth,
         "noface_y4m": write_y4m(d / "noface.y4m", blank, FPS),
         "frames": len(frames),
+        "video_frames": len(vframes),
         "truth": truth,
         "dir": d,
     }
@@ -128,17 +136,28 @@ def _download(page, selector: str, dest: Path) -> str:
     return dest.read_text()
 
 
-def test_live_webcam_shows_event_of_the_expression(server, clip, checkpoint, tmp_path):
+def test_live_webcam_events_table_row_by_row(server, clip, checkpoint, tmp_path):
     with chromium(clip["y4m"]) as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
         page.goto(server.url)
         _start_webcam(page)
-        # Chromium loops the 4 s clip: one expression every 4 s, seen at the server's rate.
-        rows = _wait_for_event(page, "#moext-events", timeout_s=240)
-        label = rows[0][6]
-        assert label == CLS, f"the {CLS} micro-expression was labelled {label!r}: {rows}"
-        kind = rows[0][5]
-        assert kind in ("micro", "macro")
+        # Chromium loops the 9 s clip: three micro-expressions, one every 3 s, seen at the
+        # server's rate. Wait for four rows: at least one whole cycle.
+        deadline = time.monotonic() + 300
+        rows = []
+        while time.monotonic() < deadline and len(rows) < 4:
+            page.wait_for_timeout(2000)
+            rows = _event_rows(page, "#moext-events")
+        assert len(rows) >= 4, f"only {len(rows)} events in 300 s: {rows}; status {_status(page)!r}"
+        # Row by row: every event is a micro-expression, and the classes follow the clip's
+        # schedule in order (the loop starts wherever the webcam picked it up).
+        kinds = [r[5] for r in rows]
+        classes = [r[6] for r in rows]
+        assert kinds == ["micro"] * len(rows), "\n".join(" | ".join(r) for r in rows)
+        start = LIVE_SCHEDULE.index(classes[0])
+        want = [LIVE_SCHEDULE[(start + k) % len(LIVE_SCHEDULE)] for k in range(len(rows))]
+        assert classes == want, f"classes {classes}, expected the schedule {want}: {rows}"
+        label, kind = rows[0][6], rows[0][5]
         # The page shows what the recognizer found: a class distribution, the curve, thumbnails.
         label_text = page.locator("#moext-label").inner_text()
         assert any(c in label_text for c in _class_names(checkpoint)), label_text
@@ -189,9 +208,9 @@ def test_video_upload_gives_events_and_csv(server, clip, checkpoint, tmp_path):
         events = list(csv.DictReader(io.StringIO(_download(page, "#moext-video-events-csv", tmp_path / "e.csv"))))
         assert len(events) == len(rows) and events[0]["label"] == rows[0][6]
         frames = list(csv.DictReader(io.StringIO(_download(page, "#moext-video-frames-csv", tmp_path / "f.csv"))))
-        assert len(frames) == clip["frames"]
+        assert len(frames) == clip["video_frames"]
         assert {"frame", "timestamp_ms", "face_found", "motion"} <= set(frames[0])
-        assert sum(int(r["face_found"]) for r in frames) > 0.9 * clip["frames"]
+        assert sum(int(r["face_found"]) for r in frames) > 0.9 * clip["video_frames"]
         page.screenshot(path=str(tmp_path / "web-video.png"), full_page=True)
         save_artifact(tmp_path / "web-video.png", "web-video.png")
 
