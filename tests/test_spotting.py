@@ -401,3 +401,35 @@ def test_finish_closes_a_movement_in_flight_as_truncated(base_landmarks):
     assert len(tail) == 1 and tail[0].truncated and tail[0].kind == "macro"
     assert tail[0].offset.index == n - 1 and 85 <= tail[0].onset.index <= 100, tail[0].onset.index
     assert sp.state == "waiting" and sp.finish() == []  # nothing left open
+
+
+def test_a_200_fps_stream_gives_the_same_events_in_time(base_landmarks):
+    """Every window of the spotter is in ms: the same movements sampled at 30 and at 200
+    fps give the same kinds at the same times (a high-speed research camera)."""
+    def run(fps: float):
+        n = int(10.0 * fps)
+        t = np.arange(n) / fps * 1000.0  # ms
+        def prof(on, ap, off):  # raised-cosine bump between times (ms)
+            a = np.zeros(n)
+            r = (t >= on) & (t <= ap)
+            a[r] = 0.5 - 0.5 * np.cos(np.pi * (t[r] - on) / (ap - on))
+            f = (t > ap) & (t <= off)
+            a[f] = 0.5 + 0.5 * np.cos(np.pi * (t[f] - ap) / (off - ap))
+            return a
+        micro, macro = prof(3000, 3150, 3330), prof(6000, 6600, 7700)
+        rng = np.random.default_rng(7)
+        frames = _sequence(base_landmarks, n, rng, aus=[("brow_r", 2.5, micro), ("brow_l", 2.5, micro),
+                                                        ("mouth_corner_r", 8, macro), ("mouth_corner_l", 8, macro)])
+        sp, buf, events = Spotter(SpottingConfig(transient_cue="landmarks")), RollingBuffer(), []
+        for i, lm in enumerate(frames):
+            rec = BufferedFrame(i, float(t[i]), lm.astype(np.float32))
+            buf.append(rec)
+            events += sp.update(rec, buf).events
+        return [(e.kind, e.onset.t_ms, e.apex.t_ms, e.offset.t_ms) for e in events]
+
+    slow, fast = run(30.0), run(200.0)
+    assert [k for k, *_ in slow] == ["micro", "macro"], slow
+    assert [k for k, *_ in fast] == [k for k, *_ in slow], (slow, fast)
+    for a, b in zip(slow, fast):
+        assert abs(a[2] - b[2]) < 70, (a, b)  # apex within two 30-fps frames
+        assert interval_iou((a[1], a[3]), (b[1], b[3])) > 0.5, (a, b)

@@ -32,7 +32,9 @@ class SpottingConfig:
             weighs as one frame in a running mean, so it is replaced within a second.
         noise_floor: the quiet level never goes below this (a perfectly still synthetic
             face must not make every 0.1 % wobble an event).
-        noise_alpha: EMA rate of the quiet levels (per frame).
+        noise_tau_ms: time constant of the quiet levels' running average (1667 ms: 0.02 a
+            frame at 30 fps, as tuned; in time, so a 200 fps stream does not let a slow
+            rise teach the noise level its own height before it enters).
         enter_z: entry threshold of the sustained detector's landmark cue on its score
             (group displacement from the lagged reference / that group's quiet RMS).
         enter_min: ...and its leading group must have moved at least this far (% IOD).
@@ -111,7 +113,7 @@ class SpottingConfig:
     smooth_ms: float = 50.0
     noise_init: float = 1.0
     noise_floor: float = 0.15
-    noise_alpha: float = 0.02
+    noise_tau_ms: float = 1667.0
     enter_z: float = 3.0
     enter_min: float = 3.0
     sustain_ms: float = 0.0

@@ -136,6 +136,9 @@ class Spotter:
         c = self.cfg
         self.ctx.buffer = buffer
         prev, self.prev = self.prev, rec
+        if prev is not None and rec.t_ms > prev.t_ms:
+            # The stream's frame period (bounded: a pause is not a frame period).
+            self.ctx.frame_ms = min(rec.t_ms - prev.t_ms, 200.0)
         self.history.append((rec.t_ms, rec.landmarks.astype(np.float64)))
         while len(self.history) > 1 and self.history[0][0] <= rec.t_ms - c.landmark_ms:
             del self.history[0]

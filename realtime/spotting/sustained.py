@@ -61,9 +61,9 @@ class SustainedDetector:
     def __init__(self, cfg: SpottingConfig, ctx: SpotContext):
         self.cfg = cfg
         self.ctx = ctx
-        self.noise = _Noise.start(cfg.noise_init, cfg.noise_floor, cfg.noise_alpha)
-        self.flow_noise = _Noise.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_alpha)
-        self.au_noise = _Noise.start(cfg.au_noise_init, cfg.au_noise_floor, cfg.noise_alpha, len(AU_CODES))
+        self.noise = _Noise.start(cfg.noise_init, cfg.noise_floor, cfg.noise_tau_ms)
+        self.flow_noise = _Noise.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_tau_ms)
+        self.au_noise = _Noise.start(cfg.au_noise_init, cfg.au_noise_floor, cfg.noise_tau_ms, len(AU_CODES))
         self.recent = Recent(cfg.smooth_ms)
         self.above_since: float | None = None  # when the quiet score last rose above 1
         # The reference of the last closed event: a movement that ends near it is that
@@ -154,11 +154,11 @@ class SustainedDetector:
         self.above_since = None
         # Only quiet frames teach the noise levels, so a movement cannot raise its own bar.
         if m is not None:
-            self.noise.learn(m.groups)
+            self.noise.learn(m.groups, self.ctx.frame_ms)
         if fl is not None:
-            self.flow_noise.learn(fl)
+            self.flow_noise.learn(fl, self.ctx.frame_ms)
         if delta is not None:
-            self.au_noise.learn(delta)
+            self.au_noise.learn(delta, self.ctx.frame_ms)
         return smooth, m
 
     def _open(self, ref: BufferedFrame, lm_valid: bool) -> None:

@@ -41,21 +41,24 @@ class _Noise:
 
     sq: np.ndarray
     floor: float
-    alpha: float
+    tau_ms: float
     count: int = 0
 
     @classmethod
-    def start(cls, init: float, floor: float, alpha: float, size: int = len(GROUP_NAMES)) -> "_Noise":
-        return cls(np.full(size, init**2), floor, alpha)
+    def start(cls, init: float, floor: float, tau_ms: float, size: int = len(GROUP_NAMES)) -> "_Noise":
+        return cls(np.full(size, init**2), floor, tau_ms)
 
     @property
     def rms(self) -> np.ndarray:
         return np.maximum(np.sqrt(self.sq), self.floor)
 
-    def learn(self, groups: np.ndarray) -> None:
+    def learn(self, values: np.ndarray, frame_ms: float) -> None:
+        """One quiet frame, `frame_ms` after the frame before it: its weight is the share of
+        the time constant it covers (0.02 at 30 fps), so the level adapts at the same speed
+        in time whatever the frame rate."""
         self.count += 1
-        a = max(self.alpha, 1.0 / (self.count + 1))
-        self.sq += a * (groups**2 - self.sq)
+        a = max(1.0 - float(np.exp(-frame_ms / self.tau_ms)), 1.0 / (self.count + 1))
+        self.sq += a * (values**2 - self.sq)
 
 
 @dataclass
@@ -73,6 +76,7 @@ class SpotContext:
             between the two crops (one flow computation), or None without crops.
         macro_spans: (start, end) ms of recent and ongoing sustained movements (end inf
             while open): transients inside them are their edges, not micro-expressions.
+        frame_ms: the time between the last two frames (the stream's frame period).
     """
 
     buffer: RollingBuffer
@@ -82,6 +86,7 @@ class SpotContext:
     flow_displacement: Callable[[BufferedFrame, BufferedFrame], np.ndarray | None]
     direct_flow: Callable[[BufferedFrame, BufferedFrame], np.ndarray | None]
     macro_spans: deque = field(default_factory=lambda: deque(maxlen=8))
+    frame_ms: float = 1000.0 / 30
 
 
 class TransientDetector:
@@ -91,8 +96,8 @@ class TransientDetector:
         self.cfg = cfg
         self.ctx = ctx
         self.flow_meter = FlowMeter() if cfg.transient_cue == "flow" else None
-        self.noise_landmarks = _Noise.start(cfg.noise_init, cfg.noise_floor, cfg.noise_alpha)
-        self.noise_flow = _Noise.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_alpha)
+        self.noise_landmarks = _Noise.start(cfg.noise_init, cfg.noise_floor, cfg.noise_tau_ms)
+        self.noise_flow = _Noise.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_tau_ms)
         self.last_micro_off = -1e18  # offset (ms) of the last micro event: echoes follow it
         self.restart(0)
 
@@ -177,7 +182,7 @@ class TransientDetector:
             self.peak = sm
             self.head = False
         else:
-            noise.learn(groups)  # only quiet frames teach the noise: a movement cannot raise its own bar
+            noise.learn(groups, self.ctx.frame_ms)  # only quiet frames teach the noise: a movement cannot raise its own bar
         self.before.append((centre, groups))
         while self.before and self.before[0][0].t_ms < centre.t_ms - BEFORE_MS:
             self.before.popleft()
