@@ -119,7 +119,8 @@ def pretrain_cmd(
 
     _check_caches(caches)
     _set_threads(threads)
-    run = build_run(options, method=method, caches=caches, include_macro=not no_macro)
+    run = build_run(options, method=method, caches=caches,
+                    include_macro=not no_macro and bool(options.file_run("include_macro", True)))
     run.model = options.model(method)
     path = pretrain(run, out, resume=resume, progress=not quiet)
     if _is_main():
