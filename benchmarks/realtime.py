@@ -53,7 +53,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 # The two backbones of the issue: the paper's network, and the fast CPU one.
 BACKBONES = {
-    "resnet18": dict(backbone="resnet18", image_size=224, branch_channels=512, feature_dim=512),
+    # The paper's network as its Tables 1-2 write it (vector shape/texture features); the
+    # released architecture (arch=unet) works on 56x56 maps at 224 px, a far heavier head.
+    "resnet18": dict(backbone="resnet18", image_size=224, branch_channels=512, feature_dim=512,
+                     arch="paper", reconstruction="full"),
+    "resnet18-unet": dict(backbone="resnet18", image_size=224, branch_channels=64, arch="unet",
+                          map_stride=8, branch_pool=7),
     "mobilenet_v3_small": dict(backbone="mobilenet_v3_small", image_size=224,
                                branch_channels=128, feature_dim=256),
 }
