@@ -83,6 +83,8 @@ class WebApp:
 
     def live_frame(self, frame_rgb: np.ndarray | None, session: LiveSession | None, request: Any):
         sid = getattr(request, "session_hash", None) or "anonymous"
+        if self.files.ended(sid):  # a frame still in the queue when the tab closed
+            return (gr.skip(),) * 6 + (None,)
         if session is None or session.closed:  # first frame, or after a reset
             session = LiveSession(self.make_recognizer(), self.files.folder(sid), self.cfg, self.clock)
             self.files.live[sid] = session

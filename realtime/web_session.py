@@ -114,8 +114,17 @@ class SessionFiles:
         self._lock = threading.Lock()
         self._extra: dict[str, set[Path]] = {}
         self.live: dict[str, "LiveSession"] = {}
+        # Sessions whose tab has closed. A webcam frame already in Gradio's queue when the
+        # tab closes still reaches the handler after `end`; it must not recreate the folder
+        # and a recognizer that nothing would ever delete (seen in CI: the folder came back).
+        self._ended: dict[str, None] = {}
+
+    def ended(self, session: str) -> bool:
+        return session in self._ended
 
     def folder(self, session: str) -> Path:
+        if session in self._ended:
+            raise SessionEnded(session)
         d = self.root / _safe(session)
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         return d
@@ -126,6 +135,9 @@ class SessionFiles:
 
     def end(self, session: str) -> None:
         with self._lock:
+            self._ended[session] = None
+            while len(self._ended) > 100_000:  # a bound on a long-running server's memory
+                del self._ended[next(iter(self._ended))]
             extra = self._extra.pop(session, set())
             live = self.live.pop(session, None)
         if live is not None:
@@ -133,6 +145,10 @@ class SessionFiles:
         for p in extra:
             p.unlink(missing_ok=True)
         shutil.rmtree(self.root / _safe(session), ignore_errors=True)
+
+
+class SessionEnded(RuntimeError):
+    """A request arrived for a browser session whose tab has already closed."""
 
 
 def _safe(session: str) -> str:

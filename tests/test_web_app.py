@@ -136,10 +136,17 @@ def test_sessions_are_separate_and_end_cleanly(ckpt, clip, tmp_path):
     app.end_session(_req("b"))
     assert b.closed and not a.closed
     assert {p.name for p in (tmp_path / "sessions").iterdir()} == {"a"}
-    # A closed session that sends again gets a fresh recognizer.
+    # A frame of B's still in the queue when its tab closed makes nothing: no recognizer,
+    # no folder that nothing would delete again.
     clock.t += 1 / FPS
     out = app.live_frame(_rgb(frames[0]), b, _req("b"))
-    assert out[-1] is not b and not out[-1].closed
+    assert out[-1] is None and "b" not in app.files.live
+    assert {p.name for p in (tmp_path / "sessions").iterdir()} == {"a"}
+    # A reset (same tab, still open) does start a fresh recognizer.
+    app.reset_live(a, _req("a"))
+    clock.t += 1 / FPS
+    out = app.live_frame(_rgb(frames[0]), a, _req("a"))
+    assert out[-1] is not a and not out[-1].closed
 
 
 def _stream(app, clock, frames, session: str, state=None):
