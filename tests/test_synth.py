@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -121,6 +122,14 @@ def test_subjects_differ_and_output_is_deterministic(tmp_path):
     truth = json.loads((a / "synth_truth.json").read_text())
     assert {m["cls"] for m in truth["micro"]} == {"negative", "positive", "surprise"}
     assert all(0.02 <= m["peak_iod"] <= 0.04 for m in truth["micro"])
+    # --first-subject renames the subjects (a held-out set that shares no id with a training
+    # set) and changes nothing else.
+    write_dataset(SynthConfig(out=tmp_path / "later", seed=0, first_subject=5, **cfg), progress=False)
+    later = tmp_path / "later" / "CASME2_RAW_selected"
+    assert sorted(p.name for p in later.iterdir()) == ["sub05", "sub06"]
+    for f in files:
+        moved = Path(str(f).replace("sub01", "sub05").replace("sub02", "sub06"))
+        assert filecmp.cmp(a / f, tmp_path / "later" / moved, shallow=False), f
 
 
 @pytest.mark.slow

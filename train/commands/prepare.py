@@ -77,6 +77,9 @@ def synth(
     head_motion: float = typer.Option(1.0, "--head-motion", min=0.0, help="scale of the head motion during clips (dataset style)"),
     micro_peak: tuple[float, float] = typer.Option((0.02, 0.04), "--micro-peak", help="micro warp peak range, fraction of the IOD"),
     subjects: int = typer.Option(4, "--subjects", min=1, help="synthetic subjects"),
+    first_subject: int = typer.Option(1, "--first-subject", min=1, help="number of the first subject (sub01 by "
+                                      "default); a held-out set numbered after the training set's never shares "
+                                      "a subject id with it"),
     per_class: int = typer.Option(2, "--per-class", min=0, help="micro clips per class per subject"),
     frames: int = typer.Option(30, "--frames", min=5, help="frames per micro clip (onset..offset)"),
     width: int = typer.Option(320, "--width", min=64, help="frame width of dataset clips"),
@@ -101,6 +104,7 @@ def synth(
         _fail(f"--micro-peak {micro_peak[0]} {micro_peak[1]}: give LOW HIGH with 0 < LOW <= HIGH, e.g. 0.02 0.04")
     cfg = SynthConfig(out=out, faces=faces, identities=tuple(identities) if identities else None, style=style,
                       head_motion=head_motion, micro_peak=tuple(micro_peak), subjects=subjects,
+                      first_subject=first_subject,
                       per_class=per_class, frames=frames, width=width, height=height,
                       macro_per_class=macro_per_class, macro_frames=macro_frames, long_videos=long_videos,
                       long_seconds=long_seconds, seed=seed)

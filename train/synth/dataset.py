@@ -72,6 +72,8 @@ class SynthConfig:
         head_motion: scale of the dataset style's head movement during a clip (1.0: roll up
             to 1 deg, shift up to 1.5 % IOD, scale 1 %, yaw 3 deg, reached at the clip's end).
         micro_peak, macro_peak: (low, high) warp peak as a fraction of the IOD.
+        first_subject: the first subject's number (subjects are sub<first>, sub<first+1>,
+            ...); only the names change, not what is drawn for each.
     """
 
     out: Path
@@ -80,6 +82,7 @@ class SynthConfig:
     style: str = "dataset"
     head_motion: float = 1.0
     subjects: int = 4
+    first_subject: int = 1
     per_class: int = 2
     frames: int = 30
     width: int = 320
@@ -115,7 +118,7 @@ def write_dataset(cfg: SynthConfig, progress: bool = True) -> dict:
         for s in range(cfg.subjects):
             rng = np.random.default_rng([cfg.seed, 1, s])
             idents.append(make_identity(photos[s % len(photos)], rng, mesh, cfg.width, cfg.height,
-                                        cfg.iod_frac, f"sub{s + 1:02d}", vary=True))
+                                        cfg.iod_frac, f"sub{cfg.first_subject + s:02d}", vary=True))
 
     truth: dict = {"seed": cfg.seed, "note": "synthetic data for tests and demos only",
                    "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
