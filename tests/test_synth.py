@@ -130,6 +130,10 @@ def test_subjects_differ_and_output_is_deterministic(tmp_path):
     for f in files:
         moved = Path(str(f).replace("sub01", "sub05").replace("sub02", "sub06"))
         assert filecmp.cmp(a / f, tmp_path / "later" / moved, shallow=False), f
+    from train.datasets import read_dataset
+
+    samples = read_dataset("casme2", tmp_path / "later")  # the coding sheet agrees
+    assert {x.subject for x in samples} == {"sub05", "sub06"} and not [x for x in samples if x.error]
 
 
 @pytest.mark.slow

@@ -167,7 +167,7 @@ def write_dataset(cfg: SynthConfig, progress: bool = True) -> dict:
                 for t, img in enumerate(render_clip(renderer, aus, amps, rng, motion=motion(n, rng, ident),
                                                          classic=not dataset_style)):
                     _imwrite_atomic(folder / f"img{first + t}.jpg", img, (cv2.IMWRITE_JPEG_QUALITY, 95))
-                rows.append({"Subject": s + 1, "Filename": sample, "OnsetFrame": first,
+                rows.append({"Subject": cfg.first_subject + s, "Filename": sample, "OnsetFrame": first,
                              "ApexFrame": first + apex, "OffsetFrame": first + n - 1,
                              "Action Units": au_code(aus), "Estimated Emotion": CASME2_EMOTION[cls]})
                 truth["micro"].append(asdict(ClipTruth(ident.name, sample, "micro", cls, au_code(aus), peak,
