@@ -21,7 +21,7 @@ from moext import CheckpointError, load_checkpoint, save_checkpoint
 from train import distributed, reports
 from train.config import RunConfig, TrainError
 from train.pairs import PairDataset, load_rows, subject_key
-from train.loop import FitResult, check_out_dir, fit
+from train.loop import FitResult, check_out_dir, finished_meta, fit
 from train.methods import ClassifierObjective, Method, get_method
 from train.metrics import scores
 
@@ -229,12 +229,7 @@ def finetune(
         path = out_dir / f"{CHECKPOINT}.safetensors"
         train_acc = training_accuracy(result.model, rows)
         if d.is_main:
-            save_checkpoint(
-                result.model, path,
-                {**extra, "run": run.to_dict(), "epoch": run.optim.epochs, "epochs": run.optim.epochs,
-                 "finished": True, "history": result.history, "rank_weight_digests": result.digests,
-                 "train_acc": train_acc},
-            )
+            save_checkpoint(result.model, path, finished_meta(extra, run, result, train_acc=train_acc))
             curves(result.history)
         distributed.barrier(d)
         return path

@@ -48,6 +48,14 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
     atomic_save(path, lambda tmp: torch.save(state, tmp))
 
 
+def finished_meta(extra: dict[str, Any], run: RunConfig, result: "FitResult", **more: Any) -> dict[str, Any]:
+    """The metadata of a finished run's final checkpoint (pre-training and fine-tuning alike):
+    the command's own `extra`, the run's config, its history and weight digests, and `more`
+    (the pretext report, the training accuracy...)."""
+    return {**extra, "run": run.to_dict(), "epoch": run.optim.epochs, "epochs": run.optim.epochs,
+            "finished": True, "history": result.history, "rank_weight_digests": result.digests, **more}
+
+
 def check_out_dir(out_dir: Path, resume: bool, d: distributed.Dist, run: RunConfig | None = None) -> None:
     """Refuse to overwrite a run without --resume, or to resume one made with other settings.
 

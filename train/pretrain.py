@@ -17,7 +17,7 @@ from moext import save_checkpoint
 from train import distributed, reports
 from train.config import RunConfig, TrainError
 from train.pairs import load_rows, subject_key
-from train.loop import check_out_dir, fit
+from train.loop import check_out_dir, finished_meta, fit
 from train.methods import PretrainObjective, get_method
 
 CHECKPOINT = "pretrained"
@@ -84,13 +84,7 @@ def pretrain(run: RunConfig, out_dir: Path, *, resume: bool = False, progress: b
         path = out_dir / f"{CHECKPOINT}.safetensors"
         if d.is_main:
             report = write_pretext_report(method, result.model, rows, cfg, out_dir, result.history)
-            save_checkpoint(
-                result.model,
-                path,
-                {**extra, "run": run.to_dict(), "epoch": run.optim.epochs, "epochs": run.optim.epochs,
-                 "finished": True, "history": result.history, "rank_weight_digests": result.digests,
-                 "pretext": report},
-            )
+            save_checkpoint(result.model, path, finished_meta(extra, run, result, pretext=report))
             curves(result.history)
         distributed.barrier(d)
         return path
