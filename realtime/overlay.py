@@ -150,8 +150,16 @@ class Overlay:
         _put(out, f"motion (% IOD, top {scale:.1f})", (4, bottom), (160, 160, 160), 0.4)
 
 
+# A dark outline around each label: the same 1-px text shifted to the 8 neighbours. (A
+# thicker stroke is not an outline with OpenCV 5: its glyphs widen with the thickness, so a
+# thick dark copy runs ahead of the text and doubles it.)
+_OUTLINE = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if dx or dy]
+
+
 def _put(img, text, org, colour, scale: float = 0.5) -> None:
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    x, y = org
+    for dx, dy in _OUTLINE:
+        cv2.putText(img, text, (x + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
 
