@@ -53,6 +53,7 @@ from realtime.web_draw import thumbnails_html, video_figure
 from realtime.web_session import (  # noqa: F401 - EVENT_COLUMNS, WebConfig: this module's API too
     EVENT_COLUMNS,
     LiveSession,
+    SessionEnded,
     SessionFiles,
     WebConfig,
     _entry_threshold,
@@ -83,11 +84,14 @@ class WebApp:
 
     def live_frame(self, frame_rgb: np.ndarray | None, session: LiveSession | None, request: Any):
         sid = getattr(request, "session_hash", None) or "anonymous"
-        if self.files.ended(sid):  # a frame still in the queue when the tab closed
-            return (gr.skip(),) * 6 + (None,)
-        if session is None or session.closed:  # first frame, or after a reset
-            session = LiveSession(self.make_recognizer(), self.files.folder(sid), self.cfg, self.clock)
-            self.files.live[sid] = session
+        if session is None or session.closed:  # first frame, after a reset, or after the tab closed
+            try:
+                folder = self.files.folder(sid)
+            except SessionEnded:  # a frame still in the queue when the tab closed: make nothing
+                return (gr.skip(),) * 6 + (None,)
+            session = LiveSession(self.make_recognizer(), folder, self.cfg, self.clock)
+            if not self.files.add_live(sid, session):  # the tab closed while it was being built
+                return (gr.skip(),) * 6 + (None,)
         if frame_rgb is None:
             return (gr.skip(),) * 6 + (session,)
         try:

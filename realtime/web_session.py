@@ -116,11 +116,23 @@ class SessionFiles:
         self.live: dict[str, "LiveSession"] = {}
         # Sessions whose tab has closed. A webcam frame already in Gradio's queue when the
         # tab closes still reaches the handler after `end`; it must not recreate the folder
-        # and a recognizer that nothing would ever delete (seen in CI: the folder came back).
+        # and a recognizer that nothing would ever delete (the likely cause of a CI run in
+        # which a closed tab's folder was still there 90 s later).
         self._ended: dict[str, None] = {}
 
     def ended(self, session: str) -> bool:
         return session in self._ended
+
+    def add_live(self, session: str, live: "LiveSession") -> bool:
+        """Register a tab's webcam state; False (and `live` closed, its folder removed) when
+        the tab closed meanwhile: `end` may run between the handler's check and this call."""
+        with self._lock:
+            if session not in self._ended:
+                self.live[session] = live
+                return True
+        live.close()
+        shutil.rmtree(self.root / _safe(session), ignore_errors=True)
+        return False
 
     def folder(self, session: str) -> Path:
         if session in self._ended:

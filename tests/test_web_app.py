@@ -141,6 +141,13 @@ def test_sessions_are_separate_and_end_cleanly(ckpt, clip, tmp_path):
     clock.t += 1 / FPS
     out = app.live_frame(_rgb(frames[0]), b, _req("b"))
     assert out[-1] is None and "b" not in app.files.live
+    # A tab that closes while its first recognizer is being built keeps nothing either.
+    from realtime.web import LiveSession
+
+    late = LiveSession(app.make_recognizer(), app.files.folder("c"), app.cfg)
+    app.files.end("c")
+    assert not app.files.add_live("c", late) and late.closed and "c" not in app.files.live
+    assert not (tmp_path / "sessions" / "c").exists()
     assert {p.name for p in (tmp_path / "sessions").iterdir()} == {"a"}
     # A reset (same tab, still open) does start a fresh recognizer.
     app.reset_live(a, _req("a"))
