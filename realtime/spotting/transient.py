@@ -232,8 +232,9 @@ class TransientDetector:
             # The face must come back: within `return_window_ms` after the offset, the
             # leading group is within `return_frac` of its apex displacement from the onset.
             # A corner of a longer movement's rise or fall also scores as a transient, but
-            # the face stays displaced after it (measured on the synthetic videos: micro
-            # events came back to 0.01-0.14 of their rise, such corners to 0.23 or more).
+            # the face stays displaced after it (on the development videos micro events came
+            # back to 0.01-0.49 of their rise, such corners stayed at 1.39 or more; see
+            # `SpottingConfig.return_frac`).
             # The buffer reaches `transient_lag_ms` past the offset, so the window is cut there.
             rise = self.flow_meter.measure(onset.grey, onset.grey_points, apex_f.grey).groups[g]
             if rise < c.flow_min:  # onset and apex (nearly) the same frame: nothing moved
