@@ -1,7 +1,7 @@
 """Spotting benchmark (not a test): the live spotter on generated long videos of faces and
 seeds its thresholds were not tuned on.
 
-    python benchmarks/spotting.py                       # held-out identities, seeds 40-42
+    python benchmarks/spotting.py                       # held-out identities, seeds 70-72
     python benchmarks/spotting.py --identities astronaut --style classic --seeds 20 21 22 23 24
     python benchmarks/spotting.py --variants mesh/flow fast/flow mesh/landmarks mesh/flow-noau
 
@@ -30,8 +30,13 @@ What was looked at while developing, so not held out:
 Held out: the default identities (`multi_face_2`, `multi_face_3`, `multi_face_4` and the four
 posed photos' people). They were first scored with seeds 20-22
 (`results/spotting-heldout-first.md`, never looked at before); two events inside head turns
-there led to one change (`au_expression` 0.15 -> 0.3). The default seeds 40-42 were
-generated only after that change: the default run is the held-out figure.
+there led to one change (`au_expression` 0.15 -> 0.3). Seeds 40-42 were
+generated only after that change (`spotting.md`). Seeds 60-62 (`spotting-heldout-third.md`)
+were generated after the flow-drift and noise changes; their misses were looked at after
+scoring (5 of the 10 videos with any), which led to measuring the return test on the
+development videos and to `return_frac` 0.33 -> 0.6 (chosen there, not on 60-62). The default
+seeds 70-72 were generated only after that change: the default run is the held-out figure
+(`spotting-heldout-fourth.md`).
 Synthetic data: these figures say whether the spotter separates the generated motions,
 nothing about real micro-expressions.
 
@@ -176,7 +181,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--identities", nargs="+", default=list(HELD_OUT),
                     help="generator identities (train.synth.IDENTITY_NAMES); default: the held-out ones")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[40, 41, 42])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[70, 71, 72])
     ap.add_argument("--style", default="dataset", choices=["dataset", "classic"])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--results", type=Path, default=RESULTS)
