@@ -92,6 +92,9 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
 # architecture (Tables 1-2) with its full reconstruction; the defaults are now the released
 # U-Net architecture and a residual reconstruction.
 _LEGACY_MOEXT_KINDS = ("moext-pretrain", "moext-classifier")
+# MIACNet configs written before `MIACNetConfig.feature_stride` existed read the backbone's
+# last (stride-32) map; the default is now stride 8.
+_MIACNET_KINDS = ("miacnet-pretrain", "miacnet")
 
 
 def build_from_meta(meta: dict[str, Any], source: Path | str = "<config>") -> nn.Module:
@@ -99,6 +102,8 @@ def build_from_meta(meta: dict[str, Any], source: Path | str = "<config>") -> nn
     config = dict(meta["config"])
     if meta["kind"] in _LEGACY_MOEXT_KINDS and "arch" not in config:
         config.update(arch="paper", reconstruction="full")
+    if meta["kind"] in _MIACNET_KINDS and "feature_stride" not in config:
+        config.update(feature_stride=32)
     try:
         cfg = config_cls.from_dict(config)
     except (TypeError, ValueError) as e:

@@ -16,7 +16,7 @@ from moext import (
     transfer_ma2mi,
 )
 from moext.checkpoint import MODEL_KINDS
-from moext.modeling.backbone import BACKBONES
+from moext.modeling.backbone import BACKBONES, Backbone
 
 
 def tiny(**kw) -> MIACNetConfig:
@@ -47,6 +47,24 @@ def test_registered_kinds():
     assert MODEL_KINDS["miacnet-pretrain"] == (MA2MIPretrain, MIACNetConfig)
 
 
+def Backbone_stages(net, x, stride):
+    """The uncut backbone's map at `stride`, with the cut one's weights."""
+    full = Backbone(net.cfg.backbone)
+    full.load_state_dict(net.backbone.state_dict(), strict=False)
+    return full.eval().stages(x)[stride]
+
+
+def test_config_without_feature_stride_is_a_stride_32_file(tmp_path):
+    # Files written before `feature_stride` existed read the last (stride-32) map.
+    from moext.checkpoint import build_from_meta
+
+    d = tiny().to_dict()
+    del d["feature_stride"]
+    net = build_from_meta({"kind": "miacnet", "config": d})
+    assert net.cfg.feature_stride == 32
+    assert MIACNetConfig().feature_stride == 8
+
+
 def test_config_round_trip_and_actionable_errors():
     cfg = tiny(delta_min=2, delta_max=5, use_position_branch=False)
     assert MIACNetConfig.from_dict(cfg.to_dict()) == cfg
@@ -60,18 +78,24 @@ def test_config_round_trip_and_actionable_errors():
         MIACNetConfig(image_size=100)
     with pytest.raises(ValueError, match="unknown MIACNetConfig fields"):
         MIACNetConfig.from_dict({"bogus": 1})
+    with pytest.raises(ValueError, match="feature_stride"):
+        MIACNetConfig(feature_stride=4)
 
 
-@pytest.mark.parametrize("backbone,size", [("mobilenet_v3_small", 64), ("resnet18", 224)])
-def test_seam_shapes(backbone, size):
-    cfg = tiny(backbone=backbone, image_size=size)
+@pytest.mark.parametrize("backbone,size,stride", [("mobilenet_v3_small", 64, 8), ("mobilenet_v3_small", 64, 32),
+                                                   ("resnet18", 224, 8), ("resnet18", 224, 16)])
+def test_seam_shapes(backbone, size, stride):
+    cfg = tiny(backbone=backbone, image_size=size, feature_stride=stride)
     net = MIACNet(cfg).eval()
     x_o, x_a = torch.randn(2, 3, size, size), torch.randn(2, 3, size, size)
+    # The backbone is cut after its last layer at the stride: its map there, nothing deeper.
+    channels = BACKBONES[backbone][1] if stride == 32 else Backbone(backbone).stage_channels[stride]
     with torch.no_grad():
         f_o, f_a = net.forward_features(x_o), net.forward_features(x_a)
-        assert f_o.shape == (2, BACKBONES[backbone][1], size // 32, size // 32)
+        assert f_o.shape == (2, channels, size // stride, size // stride)
+        torch.testing.assert_close(f_o, Backbone_stages(net, x_o, stride))
         c = net.action_code(f_o, f_a)
-        assert c.shape == (2, cfg.action_channels, size // 32, size // 32)
+        assert c.shape == (2, cfg.action_channels, size // stride, size // stride)
         logits = net(x_o, x_a)
         assert logits.shape == (2, cfg.num_classes)
         torch.testing.assert_close(logits, net.forward_head(f_o, f_a))

@@ -46,7 +46,7 @@ def test_onnx_backend_matches_torch_for_miacnet(checkpoint):
     assert isinstance(o, B.OnnxBackend) and choice.name == "onnx"
     x = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
     f_t, f_o = t.features(x), o.features(x)
-    assert f_t.shape == (3, 512, 2, 2)  # spatial features: the action branch needs the map
+    assert f_t.shape == (3, 128, 8, 8)  # resnet18 at stride 8 (64 px): the action branch needs the map
     assert np.abs(f_t - f_o).max() < 1e-3
     z_t, z_o = t.head(f_t[:1].repeat(3, 0), f_t), o.head(f_o[:1].repeat(3, 0), f_o)
     assert np.abs(z_t - z_o).max() < 1e-3 and z_t.std() > 1e-3

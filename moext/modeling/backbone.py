@@ -24,9 +24,10 @@ BACKBONES: dict[str, tuple] = {
 
 
 class Backbone(nn.Module):
-    """A torchvision classifier cut before its pooling: image -> (B, C, H/32, W/32)."""
+    """A torchvision classifier cut before its pooling: image -> (B, C, H/32, W/32), or cut
+    earlier, after the last layer at `out_stride` (16 or 8): (B, C_s, H/s, W/s)."""
 
-    def __init__(self, name: str, weights_path: str | None = None):
+    def __init__(self, name: str, weights_path: str | None = None, out_stride: int = 32):
         super().__init__()
         if name not in BACKBONES:
             raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
@@ -59,9 +60,18 @@ class Backbone(nn.Module):
             self.body.train(was)
         self._stage_ends = {i: s for i, s in enumerate(strides) if i + 1 == len(strides) or strides[i + 1] != s}
         self.stage_channels = {s: channels[i] for i, s in self._stage_ends.items()}
+        if out_stride != 32:
+            end = {s: i for i, s in self._stage_ends.items()}.get(out_stride)
+            if end is None or out_stride > 32:
+                raise ValueError(f"out_stride={out_stride}: {name} has stages at strides "
+                                 f"{sorted(self.stage_channels)}; choose one of them")
+            self.body = self.body[: end + 1]  # keeps the layers' names: weights still load
+            self.out_channels = self.stage_channels[out_stride]
+            self._stage_ends = {i: s for i, s in self._stage_ends.items() if s <= out_stride}
+            self.stage_channels = {s: c for s, c in self.stage_channels.items() if s <= out_stride}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)  # (B, 3, H, W) -> (B, C, H/32, W/32)
+        return self.body(x)  # (B, 3, H, W) -> (B, C, H/out_stride, W/out_stride)
 
     def stages(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
         """The last feature map at each stride: {2: (B, C2, H/2, W/2), ..., 32: (B, C, H/32, W/32)}."""
