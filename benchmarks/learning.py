@@ -56,7 +56,7 @@ def moext_model(args: argparse.Namespace, arch: str = "unet") -> dict:
 
 def miacnet_model(args: argparse.Namespace) -> dict:
     # MIACNet at the same CPU size: action code C_Δ 32 channels, position features 16, fusion
-    # 32, on MobileNetV3-Small's (576, S/32, S/32) map; MA2MI's latent autoencoder 8 x S/8 x S/8
+    # 32, on MobileNetV3-Small's (24, S/8, S/8) map (feature_stride's default); MA2MI's latent autoencoder 8 x S/8 x S/8
     # with 16-channel convs; δ in [1, 4] crops (the config's default).
     return {**SHARED, "image_size": args.image_size, "action_channels": 32, "position_channels": 16,
             "fusion_channels": 32, "latent_width": 16}
@@ -327,7 +327,8 @@ def markdown(rep: dict) -> str:
         "",
         f"- Fast CPU settings: MobileNetV3-Small, {a['image_size']}x{a['image_size']} inputs; MoExt arch=unet "
         "(maps of 32 channels at stride 4, residual reconstruction, head pooled to 4x4) or arch=paper (Tables 1-2, "
-        "vectors of 64, full reconstruction, branches pooled to 4x4); MIACNet action code 32 ch, position 16, fusion 32.",
+        "vectors of 64, full reconstruction, branches pooled to 4x4); MIACNet action code 32 ch, position 16, fusion 32, "
+        "on the backbone's stride-8 map (`feature_stride`, its default).",
         f"- Pre-training: {a['pretrain_epochs']} epochs x {a['pretrain_repeats']} repeat (MA2MI repeated to the same "
         f"number of pairs), batch 10, Adam lr {a['lr']}.",
         f"- Fine-tuning, the same for every arm: {any_run['optim']['epochs']} epochs x {any_run['augment']['repeats']} "
