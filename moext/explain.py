@@ -1,6 +1,6 @@
 """Heat maps of where MIACNet's action branch responds for a pair of frames (onset, apex).
 
-Two ways to read the spatial motion code C_Δ (B, A, h, w), h = w = S/32:
+Two ways to read the spatial motion code C_Δ (B, A, h, w), h = w = S / feature_stride:
 - "gradcam": Grad-CAM on C_Δ for one class (default: the predicted one): channel weights are
   the spatially averaged gradients of that class's logit, map = ReLU(Σ_k w_k C_Δ[k]).
   Needs a classifier (MIACNet).

@@ -173,7 +173,7 @@ class MIACNet(nn.Module):
         return self.backbone(x)  # (B, 3, S, S) -> (B, C, S/stride, S/stride)
 
     def action_code(self, f_o: torch.Tensor, f_a: torch.Tensor) -> torch.Tensor:
-        return self.action(f_o, f_a)  # C_Δ: (B, action_channels, S/32, S/32)
+        return self.action(f_o, f_a)  # C_Δ: (B, action_channels, S/stride, S/stride)
 
     def head_from_code(self, c_delta: torch.Tensor, f_o: torch.Tensor) -> torch.Tensor:
         """Logits from a motion code and the reference features (Grad-CAM hooks in here)."""
@@ -274,7 +274,7 @@ class MA2MIPretrain(nn.Module):
         return self.backbone(x)  # (B, 3, S, S) -> (B, C, S/stride, S/stride)
 
     def action_code(self, f_t: torch.Tensor, f_td: torch.Tensor) -> torch.Tensor:
-        return self.action(f_t, f_td)  # C_Δ: (B, action_channels, S/32, S/32)
+        return self.action(f_t, f_td)  # C_Δ: (B, action_channels, S/stride, S/stride)
 
     def forward(self, x_t: torch.Tensor, x_td: torch.Tensor) -> dict[str, torch.Tensor]:
         """One pretext step's tensors for frames I_t, I_{t+δ}: (B, 3, S, S) each.
