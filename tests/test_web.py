@@ -156,7 +156,7 @@ def test_live_webcam_events_table_row_by_row(server, clip, checkpoint, tmp_path)
         assert kinds == ["micro"] * len(rows), "\n".join(" | ".join(r) for r in rows)
         start = LIVE_SCHEDULE.index(classes[0])
         want = [LIVE_SCHEDULE[(start + k) % len(LIVE_SCHEDULE)] for k in range(len(rows))]
-        assert classes == want, f"classes {classes}, expected the schedule {want}: {rows}"
+        assert classes == want, f"classes {classes}, expected the schedule {want}: {rows}; status {_status(page)!r}"
         label, kind = rows[0][6], rows[0][5]
         # The page shows what the recognizer found: a class distribution, the curve, thumbnails.
         label_text = page.locator("#moext-label").inner_text()
