@@ -149,14 +149,25 @@ def test_live_webcam_events_table_row_by_row(server, clip, checkpoint, tmp_path)
             page.wait_for_timeout(2000)
             rows = _event_rows(page, "#moext-events")
         assert len(rows) >= 4, f"only {len(rows)} events in 300 s: {rows}; status {_status(page)!r}"
-        # Row by row: every event is a micro-expression, and the classes follow the clip's
-        # schedule in order (the loop starts wherever the webcam picked it up).
+        # Row by row: every event is a micro-expression at one of the clip's 3 s slots (the
+        # loop starts wherever the webcam picked it up: the first row fixes the phase), with
+        # the class the schedule plays in that slot. On a loaded 2-core machine the server
+        # processes 9-15 of the 30 fps and drops the rest; a slot may then go unreported, so
+        # the test asks for 3 of every 4 slots between the first and the last row, and for
+        # every row to be right.
         kinds = [r[5] for r in rows]
         classes = [r[6] for r in rows]
-        assert kinds == ["micro"] * len(rows), "\n".join(" | ".join(r) for r in rows)
+        why = f"{rows}; status {_status(page)!r}"
+        assert kinds == ["micro"] * len(rows), why
+        onsets = [float(r[1]) for r in rows]
+        slots = [(t - onsets[0]) / 3.0 for t in onsets]
+        assert all(abs(k - round(k)) < 0.2 for k in slots), f"events off the clip's 3 s slots {slots}: {why}"
+        assert all(round(b) > round(a) for a, b in zip(slots, slots[1:])), f"two events in one slot {slots}: {why}"
         start = LIVE_SCHEDULE.index(classes[0])
-        want = [LIVE_SCHEDULE[(start + k) % len(LIVE_SCHEDULE)] for k in range(len(rows))]
-        assert classes == want, f"classes {classes}, expected the schedule {want}: {rows}; status {_status(page)!r}"
+        want = [LIVE_SCHEDULE[(start + round(k)) % len(LIVE_SCHEDULE)] for k in slots]
+        assert classes == want, f"classes {classes}, expected the schedule {want}: {why}"
+        spanned = round(slots[-1]) + 1
+        assert len(rows) >= 0.75 * spanned, f"{len(rows)} events over {spanned} slots: {why}"
         label, kind = rows[0][6], rows[0][5]
         # The page shows what the recognizer found: a class distribution, the curve, thumbnails.
         label_text = page.locator("#moext-label").inner_text()
