@@ -47,14 +47,14 @@ def test_registered_kinds():
     assert MODEL_KINDS["miacnet-pretrain"] == (MA2MIPretrain, MIACNetConfig)
 
 
-def Backbone_stages(net, x, stride):
+def _uncut_stage(net, x, stride):
     """The uncut backbone's map at `stride`, with the cut one's weights."""
     full = Backbone(net.cfg.backbone)
     full.load_state_dict(net.backbone.state_dict(), strict=False)
     return full.eval().stages(x)[stride]
 
 
-def test_config_without_feature_stride_is_a_stride_32_file(tmp_path):
+def test_config_without_feature_stride_is_a_stride_32_file():
     # Files written before `feature_stride` existed read the last (stride-32) map.
     from moext.checkpoint import build_from_meta
 
@@ -93,7 +93,7 @@ def test_seam_shapes(backbone, size, stride):
     with torch.no_grad():
         f_o, f_a = net.forward_features(x_o), net.forward_features(x_a)
         assert f_o.shape == (2, channels, size // stride, size // stride)
-        torch.testing.assert_close(f_o, Backbone_stages(net, x_o, stride))
+        torch.testing.assert_close(f_o, _uncut_stage(net, x_o, stride))
         c = net.action_code(f_o, f_a)
         assert c.shape == (2, cfg.action_channels, size // stride, size // stride)
         logits = net(x_o, x_a)

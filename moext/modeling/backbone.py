@@ -62,7 +62,7 @@ class Backbone(nn.Module):
         self.stage_channels = {s: channels[i] for i, s in self._stage_ends.items()}
         if out_stride != 32:
             end = {s: i for i, s in self._stage_ends.items()}.get(out_stride)
-            if end is None or out_stride > 32:
+            if end is None:
                 raise ValueError(f"out_stride={out_stride}: {name} has stages at strides "
                                  f"{sorted(self.stage_channels)}; choose one of them")
             self.body = self.body[: end + 1]  # keeps the layers' names: weights still load
