@@ -31,3 +31,16 @@ from moext.modeling.miacnet import MA2MIPretrain, MIACNet, MIACNetConfig, transf
 register_model("miacnet-pretrain", MA2MIPretrain, MIACNetConfig)
 register_model("miacnet", MIACNet, MIACNetConfig)
 __all__ += ["MA2MIPretrain", "MIACNet", "MIACNetConfig", "transfer_ma2mi"]
+
+# STSTNet, the 2019 optical-flow baseline (and the flow branch of `flow_input`).
+from moext.modeling.flownet import STSTNet, STSTNetConfig  # noqa: E402
+
+register_model("ststnet", STSTNet, STSTNetConfig)
+__all__ += ["STSTNet", "STSTNetConfig", "classifier_inputs"]
+
+
+def classifier_inputs(model) -> tuple[bool, bool]:
+    """(reads the two frames, reads the onset -> apex flow) of a classifier: what training
+    and the live recognizer must feed `model(x_o, x_a, flow)`."""
+    cfg = model.cfg
+    return bool(getattr(type(cfg), "uses_images", True)), bool(getattr(cfg, "flow_input", False))

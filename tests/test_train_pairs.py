@@ -71,8 +71,9 @@ def test_items_depend_on_seed_epoch_index_only(rows):
     assert any(not torch.equal(a[i][0], b[i][0]) for i in range(len(a)))
     labelled = [{**r, "label": k % 3} for k, r in enumerate(rows)]
     p = PairDataset(labelled, 32, None, seed=0)  # evaluation: no augmentation, each row once
-    x_o, x_a, y, idx = p[4]
+    x_o, x_a, y, idx, flow = p[4]
     assert len(p) == len(rows) and x_o.shape == (3, 32, 32) and int(y) == 1 and idx == 4
+    assert flow.numel() == 0  # no flow asked for
     assert torch.equal(p[4][0], p[4][0])
 
 

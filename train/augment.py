@@ -99,12 +99,25 @@ def augment_pair(
     onset: np.ndarray, apex: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shared mirror + rotation, apex-only rigid jitter, independent sensor noise."""
-    m_o, m_a, flip = pair_transforms(rng, cfg, onset.shape[0])
-    onset, apex = warp(onset, m_o, flip), warp(apex, m_a, flip)
-    if cfg.sensor_noise_std > 0:
-        onset = add_noise(onset, rng, cfg.sensor_noise_std)
-        apex = add_noise(apex, rng, cfg.sensor_noise_std)
+    onset, apex, _, _ = augment_pair_geometry(onset, apex, rng, cfg)
     return onset, apex
+
+
+def augment_pair_geometry(
+    onset: np.ndarray | None, apex: np.ndarray | None, rng: np.random.Generator, cfg: AugmentConfig,
+    size: int = 224,
+) -> tuple[np.ndarray | None, np.ndarray | None, bool, float]:
+    """`augment_pair`, also returning the shared (mirror, rotation in degrees), so a cached
+    onset -> apex flow can follow the frames (`moext.flow.transform_field`). With no frames
+    (a flow-only classifier) only the draws are made, in the same order: the same seed gives
+    the same mirror and rotation either way."""
+    m_o, m_a, flip = pair_transforms(rng, cfg, onset.shape[0] if onset is not None else size)
+    if onset is not None:
+        onset, apex = warp(onset, m_o, flip), warp(apex, m_a, flip)
+        if cfg.sensor_noise_std > 0:
+            onset = add_noise(onset, rng, cfg.sensor_noise_std)
+            apex = add_noise(apex, rng, cfg.sensor_noise_std)
+    return onset, apex, flip, rotation_degrees(m_o)
 
 
 def rotation_degrees(matrix: np.ndarray) -> float:

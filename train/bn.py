@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from train.pairs import PairDataset
+from train.methods import classify
+from train.pairs import pair_dataset
 
 
 @torch.no_grad()
@@ -38,8 +39,9 @@ def reestimate_bn(model: nn.Module, rows: list[dict[str, Any]], batch_size: int 
         m.momentum = None  # cumulative moving average over the whole pass
         m.train()
     device = next(model.parameters()).device
-    for x_o, x_a, *_ in DataLoader(PairDataset(rows, model.cfg.image_size, None, 0), batch_size=batch_size):
-        model(x_o.to(device), x_a.to(device))  # (B, 3, S, S) x 2 -> logits; only the BN buffers change
+    for x_o, x_a, _, _, flow in DataLoader(pair_dataset(model, rows, None, 0), batch_size=batch_size):
+        # (B, 3, S, S) x 2 (+ flow) -> logits; only the BN buffers change
+        classify(model, x_o.to(device), x_a.to(device), flow.to(device))
     for m, mom in zip(bns, momenta):
         m.momentum = mom
     return model.eval()

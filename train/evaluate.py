@@ -42,7 +42,7 @@ def evaluate(checkpoint: Path, caches: list[str], protocol: str, out_dir: Path) 
                          "choose a protocol with the checkpoint's classes (e.g. cde or casme3-3 for "
                          "negative/positive/surprise)")
     to_protocol = [class_names.index(c) for c in mine]  # checkpoint label -> protocol label
-    probs = predict(model, rows, model.cfg.image_size)  # (N, K) in the checkpoint's order
+    probs = predict(model, rows)  # (N, K) in the checkpoint's order
     trained_on = set(meta.get("extra", {}).get("trained_on") or [])
     folds: dict[str, dict[str, Any]] = {}
     for r, p in zip(rows, probs):

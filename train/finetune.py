@@ -20,14 +20,15 @@ from torch.utils.data import DataLoader
 from moext import CheckpointError, load_checkpoint, save_checkpoint
 from train import distributed, reports
 from train.config import RunConfig, TrainError
-from train.pairs import PairDataset, load_rows, subject_key
+from moext.modeling.flownet import flow_standardisers
+from train.pairs import load_rows, pair_dataset, subject_key
 from train.loop import FitResult, check_out_dir, finished_meta, fit
-from train.methods import ClassifierObjective, Method, get_method
+from train.methods import ClassifierObjective, Method, classify, get_method
 from train.metrics import scores
 
 CHECKPOINT = "classifier"
 # Model fields a fine-tuning run may change on top of a pre-trained checkpoint's config.
-FINETUNE_FIELDS = {"dropout"}
+FINETUNE_FIELDS = {"dropout", "flow_input", "flow_size", "flow_preset", "flow_out_size"}
 
 
 def known_protocols() -> list[str]:
@@ -89,6 +90,9 @@ def build_classifier(
     Seeds the head's initialisation from `run.seed`.
     """
     torch.manual_seed(run.seed)
+    if run.init and method.pretrain_kind is None:
+        raise TrainError(f"--method {method.name} has no pre-training, so --init {run.init} has nothing to "
+                         "start from; drop --init")
     if run.init:
         try:
             pre, meta = load_checkpoint(run.init, expect_kind=method.pretrain_kind)
@@ -126,16 +130,17 @@ def build_classifier(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, rows: list[dict[str, Any]], image_size: int, batch_size: int = 32,
+def predict(model: nn.Module, rows: list[dict[str, Any]], batch_size: int = 32,
             device: torch.device | None = None) -> np.ndarray:
     """Class probabilities (N, K) for rows, no augmentation, eval mode."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    loader = DataLoader(PairDataset(rows, image_size, None, 0), batch_size=batch_size, shuffle=False)
+    loader = DataLoader(pair_dataset(model, rows, None, 0), batch_size=batch_size, shuffle=False)
     out = []
-    for x_o, x_a, _, _ in loader:
-        out.append(torch.softmax(model(x_o.to(device), x_a.to(device)), dim=1).cpu())
+    for x_o, x_a, _, _, flow in loader:
+        logits = classify(model, x_o.to(device), x_a.to(device), flow.to(device))
+        out.append(torch.softmax(logits, dim=1).cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
 
@@ -156,12 +161,17 @@ def train_classifier(
     on_epoch=None,
 ) -> FitResult:
     """Fine-tune `model` on `train_rows`; with `val_rows`, keep the epoch of best val UF1."""
-    dataset = PairDataset(train_rows, model.cfg.image_size, run.augment, run.seed)
+    dataset = pair_dataset(model, train_rows, run.augment, run.seed)
+    if dataset.flows is not None and not resume:
+        # The flow branch standardises its input by the training set's statistics, which
+        # then travel with the weights (a resumed run has them in its saved state).
+        for std in flow_standardisers(model):
+            std.set_stats(dataset.flow_inputs())
     k = model.cfg.num_classes
 
     def validate(m: nn.Module) -> dict[str, float]:
         """Inner-validation scores on held-out training subjects (never the test subject)."""
-        probs = predict(m, val_rows, m.cfg.image_size)
+        probs = predict(m, val_rows)
         s = scores([r["label"] for r in val_rows], probs.argmax(1), k, labels=list(range(k)))
         return {"val_uf1": s.uf1, "val_uar": s.uar, "val_acc": s.acc}
 
@@ -191,7 +201,7 @@ def train_classifier(
 def training_accuracy(model: nn.Module, rows: list[dict[str, Any]]) -> float:
     """Accuracy on the training rows themselves, eval mode, no augmentation: a fold that
     does not fit its own data (well under 1) underfits, whatever its test score."""
-    probs = predict(model, rows, model.cfg.image_size)
+    probs = predict(model, rows)
     return float(np.mean(probs.argmax(1) == np.array([int(r["label"]) for r in rows])))
 
 

@@ -86,13 +86,13 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
     def watch_test(history):
         """--selection test-best only: the test subject's predictions after every epoch, for
         the optimistic "as published" figure (never used to choose the strict result)."""
-        test_by_epoch.append([int(v) for v in predict(model, test_rows, model.cfg.image_size).argmax(1)])
+        test_by_epoch.append([int(v) for v in predict(model, test_rows).argmax(1)])
 
     result = train_classifier(method, run, model, train_rows, val_rows=val_rows or None,
                               progress=False, desc=job["subject"],
                               on_epoch=watch_test if cfg.selection == "test-best" else None)
     train_acc = training_accuracy(result.model, train_rows)
-    probs = predict(result.model, test_rows, result.model.cfg.image_size)
+    probs = predict(result.model, test_rows)
     preds = [
         {
             "fold": job["subject"],

@@ -50,7 +50,7 @@ class Method:
 
     name: str
     config_cls: type
-    pretrain_kind: str
+    pretrain_kind: str | None  # None: the method has no pre-training (STSTNet)
     classifier_kind: str
     build_pretrain: Callable[[Any], nn.Module]
     build_classifier: Callable[[Any], nn.Module]
@@ -144,16 +144,22 @@ class PretrainObjective(nn.Module):
         return self._loss(self.model, batch)
 
 
+def classify(model: nn.Module, x_o: torch.Tensor, x_a: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Logits of a classifier on a `PairDataset` batch: the flow goes in when it reads it."""
+    _, uses_flow = moext.classifier_inputs(model)
+    return model(x_o, x_a, flow) if uses_flow else model(x_o, x_a)  # (B, K)
+
+
 class ClassifierObjective(nn.Module):
-    """Cross-entropy of a classifier on (x_o, x_a, label) batches (§3.4)."""
+    """Cross-entropy of a classifier on (x_o, x_a, label, index, flow) batches (§3.4)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
-        x_o, x_a, y = batch[:3]
-        logits = self.model(x_o, x_a)  # (B, K)
+        x_o, x_a, y, _, flow = batch[:5]
+        logits = classify(self.model, x_o, x_a, flow)  # (B, K)
         loss = nn.functional.cross_entropy(logits, y)
         acc = (logits.argmax(1) == y).float().mean()
         return loss, {"total": float(loss.detach()), "acc": float(acc)}

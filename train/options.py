@@ -48,9 +48,13 @@ PANELS = {"optim": "Optimisation", "augment": "Augmentation", "run": "Run", "los
 
 def _attribute_docs(cls: type) -> dict[str, str]:
     """`name: text` lines of a Google-style `Attributes:` section (continuations joined;
-    `a, b: text` documents both)."""
-    doc = inspect.getdoc(cls) or ""
+    `a, b: text` documents both); fields a config inherits are documented by its base."""
     out: dict[str, str] = {}
+    for base in cls.__mro__[1:]:
+        if dataclasses.is_dataclass(base):
+            out.update(_attribute_docs(base))
+    doc = cls.__dict__.get("__doc__") or ""
+    doc = inspect.cleandoc(doc)
     if "Attributes:" not in doc:
         return out
     names: list[str] = []

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from moext.flow import DenseFlow, FlowConfig, channels_from_field, flow_field, transform_field
+from moext.io import atomic_write_bytes
 from moext.preprocess import crops_to_tensor
-from train.augment import augment_pair, expansion_set
+from train.augment import augment_pair, augment_pair_geometry, expansion_set
 from train.config import AugmentConfig, TrainError
 
 MANIFEST = "manifest.jsonl"
@@ -122,16 +124,113 @@ class _EpochDataset(Dataset):
         return rng, onset, apex, row
 
 
-class PairDataset(_EpochDataset):
-    """(x_o, x_a, label, row index) for fine-tuning and evaluation.
+def flow_file(row: dict[str, Any], cfg: FlowConfig) -> Path:
+    """Where a row's onset -> apex flow field is cached: beside its onset crop, named by
+    both crops (caches may keep several samples' crops in one folder)."""
+    onset, apex = Path(row["onset"]), Path(row["apex"])
+    return onset.with_name(f"{onset.stem}-{apex.stem}.flow_{cfg.preset}_{cfg.size}.npy")
 
-    x_o, x_a: float32 (3, S, S) from `crops_to_tensor`; label: int64 (the protocol's `label`).
+
+class FlowStore:
+    """Onset -> apex flow fields (float32 (size, size, 2), `moext.flow.flow_field`) of rows:
+    computed once from the cached crops, kept beside them on disk (preprocess writes them; a
+    cache made before flow existed gets them on first use) and in memory. A file older than
+    either crop (a re-run preprocess) is computed again."""
+
+    def __init__(self, cfg: FlowConfig, read: CropCache | None = None):
+        self.cfg = cfg
+        self.read = read or CropCache()
+        self._fields: dict[str, np.ndarray] = {}
+        self._flow: DenseFlow | None = None
+
+    def field(self, row: dict[str, Any]) -> np.ndarray:
+        key = str(row["onset"])
+        got = self._fields.get(key)
+        if got is None:
+            got = self._load_or_compute(row)
+            self._fields[key] = got
+        return got
+
+    def channels(self, row: dict[str, Any]) -> np.ndarray:
+        """The un-augmented network input (3, out_size, out_size): u, v, strain."""
+        return channels_from_field(self.field(row), self.cfg.out_size)
+
+    def _load_or_compute(self, row: dict[str, Any]) -> np.ndarray:
+        path = flow_file(row, self.cfg)
+        try:
+            newest_crop = max(Path(row["onset"]).stat().st_mtime, Path(row["apex"]).stat().st_mtime)
+            if path.is_file() and path.stat().st_mtime >= newest_crop:
+                uv = np.load(path)
+                if uv.shape == (self.cfg.size, self.cfg.size, 2):
+                    return uv.astype(np.float32)
+        except (OSError, ValueError):
+            pass  # unreadable or torn: compute it again
+        self._flow = self._flow or DenseFlow(self.cfg.preset)
+        uv = flow_field(self.read(row["onset"]), self.read(row["apex"]), self.cfg, self._flow)
+        write_flow(path, uv)
+        return uv
+
+
+def write_flow(path: Path, uv: np.ndarray) -> None:
+    """Save a flow field atomically; a read-only cache only loses the disk copy."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, uv.astype(np.float32))
+    try:
+        atomic_write_bytes(path, buf.getvalue(), fsync=False)
+    except OSError:
+        pass
+
+
+_EMPTY = torch.zeros(0)
+
+
+class PairDataset(_EpochDataset):
+    """(x_o, x_a, label, row index, flow) for fine-tuning and evaluation.
+
+    x_o, x_a: float32 (3, S, S) from `crops_to_tensor` (empty when `images` is False: a
+    flow-only classifier); label: int64 (the protocol's `label`); flow: float32 (3, n, n) u, v,
+    strain of the onset -> apex flow when `flow` is given (else empty), mirrored and rotated
+    with the frames.
     """
 
+    def __init__(self, rows, image_size: int, augment: AugmentConfig | None, seed: int, *,
+                 images: bool = True, flow: FlowConfig | None = None):
+        super().__init__(rows, image_size, augment, seed)
+        self.images = images
+        self.flows = FlowStore(flow, self.read) if flow is not None else None
+
     def __getitem__(self, i: int):
-        _, onset, apex, row = self._pair(i)
-        x = crops_to_tensor(np.stack([onset, apex]), self.image_size)  # (2, 3, S, S)
-        return x[0], x[1], torch.tensor(int(row["label"])), i % len(self.rows)
+        row = self.rows[i % len(self.rows)]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        onset = apex = None
+        if self.images:
+            onset, apex = self.read(row["onset"]), self.read(row["apex"])
+        flip, angle = False, 0.0
+        if self.augment is not None:
+            onset, apex, flip, angle = augment_pair_geometry(onset, apex, rng, self.augment)
+        x_o = x_a = f = _EMPTY
+        if self.images:
+            x = crops_to_tensor(np.stack([onset, apex]), self.image_size)  # (2, 3, S, S)
+            x_o, x_a = x[0], x[1]
+        if self.flows is not None:
+            uv = transform_field(self.flows.field(row), flip, angle)  # (size, size, 2)
+            f = torch.from_numpy(channels_from_field(uv, self.flows.cfg.out_size))  # (3, n, n)
+        return x_o, x_a, torch.tensor(int(row["label"])), i % len(self.rows), f
+
+    def flow_inputs(self) -> torch.Tensor:
+        """Every row's un-augmented flow input, (N, 3, n, n): the training set's statistics."""
+        return torch.from_numpy(np.stack([self.flows.channels(r) for r in self.rows]))
+
+
+def pair_dataset(model, rows, augment: AugmentConfig | None, seed: int) -> PairDataset:
+    """The PairDataset that feeds `model`: frames, flow or both, as its config says."""
+    from moext import classifier_inputs
+
+    images, flow = classifier_inputs(model)
+    return PairDataset(rows, getattr(model.cfg, "image_size", 0), augment, seed, images=images,
+                       flow=model.cfg.flow if flow else None)
 
 
 class FramePairDataset(_EpochDataset):

@@ -38,6 +38,8 @@ def pretrain_rows(run: RunConfig) -> list[dict[str, Any]]:
 def pretrain(run: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) a pre-training; returns the checkpoint path. Works under torchrun."""
     method = get_method(run.method)
+    if method.pretrain_kind is None:
+        method.build_pretrain(None)  # raises the method's own TrainError, before anything is written
     try:
         cfg = method.model_config(run.model)
     except (TypeError, ValueError) as e:

@@ -24,12 +24,14 @@ from torch import nn
 
 from moext.checkpoint import transfer_pretrained
 from moext.config import DEFAULT_CLASSES, JsonConfig
+from moext.flow import FlowFields
+from moext.modeling.flownet import FlowLogits
 from moext.modeling.backbone import Backbone
 from moext.modeling.moext import conv_block
 
 
 @dataclass
-class MIACNetConfig(JsonConfig):
+class MIACNetConfig(FlowFields, JsonConfig):
     """Everything needed to rebuild a MIACNet classifier or its MA2MI pre-training net.
 
     Attributes:
@@ -55,6 +57,8 @@ class MIACNetConfig(JsonConfig):
         latent_channels: channels of the latent space in which I_{t+δ} is reconstructed.
         latent_width: channels of the latent autoencoder's and the predictor's conv blocks.
         alpha_pixel: weight of the latent autoencoder's own pixel loss in the pretext loss.
+        flow_input: the onset -> apex optical flow (u, v, strain; `moext.flow`) is an extra
+            input of the head: an STSTNet branch whose logits are added to the fusion's.
     """
 
     backbone: str = "resnet18"
@@ -76,8 +80,10 @@ class MIACNetConfig(JsonConfig):
     latent_channels: int = 8
     latent_width: int = 32
     alpha_pixel: float = 1.0
+    flow_input: bool = False
 
     def __post_init__(self) -> None:
+        self.check_flow("MIACNetConfig")
         if len(self.class_names) != self.num_classes:
             raise ValueError(
                 f"MIACNetConfig: num_classes={self.num_classes} but {len(self.class_names)} "
@@ -168,6 +174,7 @@ class MIACNet(nn.Module):
         self.fusion = FusionHead(
             cfg.action_channels, c_pos, cfg.fusion_channels, cfg.num_classes, cfg.dropout
         )
+        self.flow_head = FlowLogits(cfg.flow_out_size, cfg.num_classes) if cfg.flow_input else None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)  # (B, 3, S, S) -> (B, C, S/stride, S/stride)
@@ -180,15 +187,20 @@ class MIACNet(nn.Module):
         p = None if self.position is None else self.position(f_o)  # (B, Cp, h, w)
         return self.fusion(c_delta, p)  # (B, num_classes)
 
-    def forward_head(self, f_o: torch.Tensor, f_a: torch.Tensor) -> torch.Tensor:
-        return self.head_from_code(self.action_code(f_o, f_a), f_o)  # (B, num_classes)
+    def forward_head(self, f_o: torch.Tensor, f_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.head_from_code(self.action_code(f_o, f_a), f_o)  # (B, num_classes)
+        if self.flow_head is not None:
+            if flow is None:
+                raise ValueError("this MIACNet has flow_input: pass the onset -> apex flow (B, 3, n, n)")
+            logits = logits + self.flow_head(flow)  # (B, 3, n, n) -> (B, num_classes)
+        return logits
 
-    def forward(self, x_o: torch.Tensor, x_a: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_o: torch.Tensor, x_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
         b = x_o.shape[0]
         # One batch for both frames: in training, BatchNorm then normalises onset and apex with
         # the same statistics, so f_a - f_o means in training what it means in eval.
         f = self.forward_features(torch.cat([x_o, x_a], dim=0))  # (2B, C, h, w)
-        return self.forward_head(f[:b], f[b:])  # (B, num_classes)
+        return self.forward_head(f[:b], f[b:], flow)  # (B, num_classes)
 
 
 class LatentAutoencoder(nn.Module):

@@ -20,6 +20,7 @@ from torch import nn
 
 from moext.config import ModelConfig
 from moext.modeling.backbone import Backbone
+from moext.modeling.flownet import FlowLogits
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -303,18 +304,22 @@ class MoExtClassifier(nn.Module):
         else:
             self.dropout = nn.Dropout(cfg.dropout)
             self.head = nn.Linear(cfg.feature_dim, cfg.num_classes)
+        self.flow_head = FlowLogits(cfg.flow_out_size, cfg.num_classes) if cfg.flow_input else None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.separator.shape(x)  # (B, 3, H, W) -> S: (B, D), or (B, C, h, w) with arch=unet
 
-    def forward_head(self, s_o: torch.Tensor, s_a: torch.Tensor) -> torch.Tensor:
+    def forward_head(self, s_o: torch.Tensor, s_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
         m = _motion(self.motion, self.cfg, s_o, s_a)  # (B, D) or (B, C, h, w)
-        if self.cfg.arch == "unet":
-            return self.head(m)  # (B, num_classes) logits
-        return self.head(self.dropout(m))  # (B, num_classes) logits
+        logits = self.head(m) if self.cfg.arch == "unet" else self.head(self.dropout(m))  # (B, num_classes)
+        if self.flow_head is not None:
+            if flow is None:
+                raise ValueError("this MoExt classifier has flow_input: pass the onset -> apex flow (B, 3, n, n)")
+            logits = logits + self.flow_head(flow)  # (B, 3, n, n) -> (B, num_classes)
+        return logits
 
-    def forward(self, x_o: torch.Tensor, x_a: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x_o), self.forward_features(x_a))
+    def forward(self, x_o: torch.Tensor, x_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x_o), self.forward_features(x_a), flow)
 
 
 def _separator(cfg: ModelConfig, with_texture: bool) -> nn.Module:
