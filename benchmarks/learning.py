@@ -16,7 +16,7 @@ Steps (each the real `moext-train` command, printed as it runs; each resumes fro
    reconstruction of I_(t+δ) on the macro clips). Each writes its pretext report: L_re of the
    reconstructor, of copying the onset and with the motion code zeroed.
 3. LOSO, protocol cde, every fold, the same fine-tuning schedule for every arm (the recipe,
-   `train.config.FINETUNE_RECIPE`): each pre-trained model, and each architecture from scratch.
+   `--recipe`, `train.recipes`): each pre-trained model, and each architecture from scratch.
 4. Tables to `benchmarks/results/learning.md` / `.json`: the main comparison, Table 7, the
    pretext reports, per-fold training accuracy, and whether the paper's claim (pre-trained
    beats scratch by >= 0.05 pooled UF1) holds here.

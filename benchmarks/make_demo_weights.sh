@@ -16,7 +16,7 @@
 # Steps (every one a `moext-train` command, resumable):
 #   synth (training faces in the datasets' style and in the demo video's one-pattern style;
 #   held-out faces twice, numbered sub15.. and sub23.. so that no subject id is shared) ->
-#   preprocess -> classifiers with the fine-tuning recipe (train.config.FINETUNE_RECIPE): from
+#   preprocess -> classifiers with the fine-tuning recipe (the preset of the time, see train.recipes): from
 #   scratch on both styles (shipped), and for comparison on the datasets' style only, from
 #   scratch and from a MoExt pre-training (arch=unet, residual reconstruction; its pretext
 #   report says whether it learned motion) -> evaluate -> copy the shipped classifier to

@@ -110,6 +110,8 @@ class RunConfig:
         bn_recalibrate: after training a classifier, set its BatchNorm running statistics to
             their exact average over the un-augmented training pairs (`train.bn`); with short
             schedules the running averages trail the final weights.
+        recipe: the preset (`--recipe`, `train.recipes`) the defaults came from; None when
+            the run was configured without one.
     """
 
     method: str = "moext"
@@ -123,6 +125,7 @@ class RunConfig:
     init: str | None = None
     loader_workers: int = 0
     bn_recalibrate: bool = False
+    recipe: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -162,20 +165,6 @@ class LosoConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-# The fine-tuning recipe (finetune, loso, ablate, and the benchmark): settings that differ
-# from the paper's OptimConfig / AugmentConfig / RunConfig defaults, by group. Measured on
-# three folds of the learning benchmark's set (docs/TRAINING.md, "Fine-tuning recipe"): 10
-# epochs x 2 repeats at lr 1e-3 fit every fold (training accuracy 0.90-0.96) and scored best
-# from scratch (pooled UF1 0.84; 20 cosine epochs fit better, 0.98, and scored worse); a
-# pre-trained start lost its motion features at that rate (0.71) unless its layers wait 2
-# epochs and then train at 0.3 x lr (0.82); re-estimating BatchNorm after training lowered
-# training accuracy (0.96 -> 0.87), so it is off.
-FINETUNE_RECIPE: dict[str, dict[str, Any]] = {
-    "optim": {"batch_size": 10, "epochs": 10, "lr": 1e-3, "freeze_epochs": 2.0, "transfer_lr_ratio": 0.3},
-    "augment": {"repeats": 2},
-}
 
 
 def settings_diff(old: Any, new: Any, prefix: str = "") -> list[str]:

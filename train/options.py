@@ -40,7 +40,7 @@ RENAMES = {
 # structural.
 SKIP = {
     ("run", "method"), ("run", "model"), ("run", "optim"), ("run", "augment"), ("run", "caches"),
-    ("run", "protocol"), ("run", "init"), ("run", "include_macro"), ("loso", "run"),
+    ("run", "protocol"), ("run", "init"), ("run", "include_macro"), ("run", "recipe"), ("loso", "run"),
     ("model", "num_classes"), ("model", "class_names"),
 }
 PANELS = {"optim": "Optimisation", "augment": "Augmentation", "run": "Run", "loso": "Evaluation"}
@@ -258,7 +258,8 @@ class Options:
             out = dict(self.file.get("model", {}))
         elif group == "run":
             out = {k: v for k, v in self.file.get("run", {}).items()
-                   if k not in ("optim", "augment", "model", "caches", "method", "protocol", "init", "include_macro")}
+                   if k not in ("optim", "augment", "model", "caches", "method", "protocol", "init", "include_macro",
+                                "recipe")}
         elif group == "loso":
             out = dict(self.file.get("loso", {}))
         for fl, v in self.given.items():

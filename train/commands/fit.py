@@ -3,9 +3,9 @@
 Each command declares only its own arguments (caches, --out, --method, --protocol, --init);
 the optimisation, augmentation, run, evaluation and model settings are generated from the
 config dataclasses (`train.options`), with `--config run.json` and `--set KEY=VALUE`.
-Defaults are the paper's (§4.1.2) for pre-training and the fitted recipe
-(`train.config.FINETUNE_RECIPE`, docs/TRAINING.md) for fine-tuning; the full config is written
-beside each checkpoint and report. Model flags left unset keep the method's defaults (or,
+Defaults come from a preset, `--recipe` (`train.recipes`: `cpu`, the default, or `paper`,
+§4.1.2), under `--config`, the flags and `--set`; the full config, the preset's name included,
+is written beside each checkpoint and report. Model flags left unset keep the method's defaults (or,
 when fine-tuning from `--init`, the pre-trained checkpoint's architecture).
 """
 
@@ -20,8 +20,9 @@ import typer
 
 from moext import CheckpointError
 from train.app import app
-from train.config import FINETUNE_RECIPE, TrainError
+from train.config import TrainError
 from train.options import Options, build_loso, build_run, with_options
+from train.recipes import DEFAULT_RECIPE, get_recipe, recipe_help
 
 
 def _names(kind: str) -> str:
@@ -46,6 +47,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
 Threads = Annotated[Optional[int], typer.Option(help="torch CPU threads per process (1 is fastest on a busy machine)")]
 Protocol = Annotated[Optional[str], typer.Option(help="label map: casme2-5, samm-5, casme3-3/4/7, cde")]
 Init = Annotated[Optional[Path], typer.Option(help="pre-trained checkpoint (pretrained.safetensors); none = from scratch")]
+RecipeName = Annotated[str, typer.Option("--recipe", help=recipe_help())]
 
 FIT_GROUPS = ("optim", "augment", "run", "model")
 EVAL_GROUPS = FIT_GROUPS + ("loso",)
@@ -93,6 +95,19 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def _recipe(name: str, method: str, stage: str, init: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings by group for build_run, model settings under the user's) of a preset; from
+    --init only the fields a fine-tuning may change (the architecture is the checkpoint's)."""
+    from train.finetune import FINETUNE_FIELDS
+
+    settings = get_recipe(name).for_method(method, stage)
+    model = settings.pop("model")
+    if init:
+        model = {k: v for k, v in model.items() if k in FINETUNE_FIELDS}
+    settings.setdefault("run", {})["recipe"] = name
+    return settings, model
+
+
 def _init(init: Path | None, options: Options) -> str | None:
     if init is not None:
         return str(init)
@@ -106,6 +121,7 @@ def pretrain_cmd(
     caches: Caches,
     out: Out,
     method: Method = "moext",
+    recipe: RecipeName = DEFAULT_RECIPE,
     no_macro: Annotated[bool, typer.Option("--no-macro", help="micro pairs only (Table 7 'no macro data')")] = False,
     resume: Resume = False,
     quiet: Quiet = False,
@@ -119,9 +135,10 @@ def pretrain_cmd(
 
     _check_caches(caches)
     _set_threads(threads)
-    run = build_run(options, method=method, caches=caches,
+    settings, model = _recipe(recipe, method, "pretrain", None)
+    run = build_run(options, method=method, caches=caches, recipe=settings,
                     include_macro=not no_macro and bool(options.file_run("include_macro", True)))
-    run.model = options.model(method)
+    run.model = {**model, **options.model(method)}
     path = pretrain(run, out, resume=resume, progress=not quiet)
     if _is_main():
         typer.echo(f"pre-trained weights: {path}")
@@ -139,6 +156,7 @@ def finetune_cmd(
     protocol: Protocol = None,
     init: Init = None,
     method: Method = "moext",
+    recipe: RecipeName = DEFAULT_RECIPE,
     resume: Resume = False,
     quiet: Quiet = False,
     threads: Threads = None,
@@ -150,9 +168,11 @@ def finetune_cmd(
 
     _check_caches(caches)
     _set_threads(threads)
-    run = build_run(options, method=method, caches=caches, recipe=FINETUNE_RECIPE,
-                    protocol=protocol or options.file_run("protocol"), init=_init(init, options))
-    path = finetune(run, out, resume=resume, overrides=options.model(method), progress=not quiet)
+    start = _init(init, options)
+    settings, model = _recipe(recipe, method, "finetune", start)
+    run = build_run(options, method=method, caches=caches, recipe=settings,
+                    protocol=protocol or options.file_run("protocol"), init=start)
+    path = finetune(run, out, resume=resume, overrides={**model, **options.model(method)}, progress=not quiet)
     if _is_main():
         extra = json.loads(path.with_suffix(".json").read_text())["extra"]
         typer.echo(f"classifier weights: {path} (training accuracy {extra['train_acc']:.3f}, eval mode, "
@@ -181,6 +201,7 @@ def loso_cmd(
     protocol: Protocol = None,
     init: Init = None,
     method: Method = "moext",
+    recipe: RecipeName = DEFAULT_RECIPE,
     resume: Resume = False,
     quiet: Quiet = False,
     threads: Threads = None,
@@ -192,10 +213,12 @@ def loso_cmd(
 
     _check_caches(caches)
     _set_threads(threads)
-    run = build_run(options, method=method, caches=caches, recipe=FINETUNE_RECIPE,
-                    protocol=protocol or options.file_run("protocol"), init=_init(init, options))
+    start = _init(init, options)
+    settings, model = _recipe(recipe, method, "finetune", start)
+    run = build_run(options, method=method, caches=caches, recipe=settings,
+                    protocol=protocol or options.file_run("protocol"), init=start)
     cfg = build_loso(options, run)
-    metrics = loso(cfg, out, resume=resume, overrides=options.model(method), progress=not quiet)
+    metrics = loso(cfg, out, resume=resume, overrides={**model, **options.model(method)}, progress=not quiet)
     _print_metrics(metrics, out)
 
 
@@ -207,6 +230,7 @@ def ablate_cmd(
     out: Out,
     protocol: Protocol = None,
     method: Method = "moext",
+    recipe: RecipeName = DEFAULT_RECIPE,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", help="run only these (repeatable); default all")] = None,
     pretrain_epochs: Annotated[int, typer.Option(help="epochs of each pre-training (the paper's 30)")] = 30,
     resume: Resume = False,
@@ -227,9 +251,11 @@ def ablate_cmd(
     _set_threads(threads)
     if not protocol:
         _fail("ablate needs a label map: pass --protocol (e.g. cde, casme2-5)")
-    model = options.model(method)
-    fine_run = build_run(options, method=method, caches=caches, recipe=FINETUNE_RECIPE, protocol=protocol)
-    pre_run = build_run(options, method=method, caches=caches)
+    fine_settings, recipe_model = _recipe(recipe, method, "finetune", None)
+    pre_settings, _ = _recipe(recipe, method, "pretrain", None)
+    model = {**recipe_model, **options.model(method)}
+    fine_run = build_run(options, method=method, caches=caches, recipe=fine_settings, protocol=protocol)
+    pre_run = build_run(options, method=method, caches=caches, recipe=pre_settings)
     pre_run = dataclasses.replace(pre_run, optim=dataclasses.replace(pre_run.optim, epochs=pretrain_epochs),
                                   model={k: v for k, v in model.items() if k != "dropout"})
     cfg = build_loso(options, fine_run)

@@ -19,11 +19,13 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from moext.flow import FlowConfig, flow_field
 from moext.io import atomic_write_bytes, atomic_write_text
 from moext.face import LANDMARKER_ID, FaceDetection, FaceMesh, align_face
 from moext.preprocess import CROP_SIZE
 from train.datasets import Sample, read_dataset
 from train.manifest import append_row, load_rows, rewrite_rows
+from train.pairs import flow_file, write_flow
 
 SETTINGS = "preprocess.json"
 
@@ -158,9 +160,16 @@ def process_sample(s: Sample, cache: Path, mesh: FaceMesh, cfg: PreprocessConfig
         return align_face(images[n], det.landmarks, cfg.crop_size, transform=tf).crop
 
     rel = Path("crops") / _safe(s.dataset) / _safe(s.subject) / _safe(s.sample)
+    pair = {}
     for what, n in (("onset", s.onset_index), ("apex", s.apex_index)):
-        _write_png(cache / rel / f"{what}_{n}.png", crop(n, dets[n]))
+        pair[what] = crop(n, dets[n])
+        _write_png(cache / rel / f"{what}_{n}.png", pair[what])
         row[what] = str(rel / f"{what}_{n}.png")
+    # The onset -> apex flow that flow-fed classifiers read (STSTNet, `flow_input`), cached
+    # now so that training starts from it; the crops written just now are its source.
+    flow_cfg = FlowConfig()
+    where = {"onset": cache / row["onset"], "apex": cache / row["apex"]}
+    write_flow(flow_file(where, flow_cfg), flow_field(pair["onset"], pair["apex"], flow_cfg))
     row["source"] = [s.source(s.onset_index), s.source(s.apex_index)]
     for n in extra:
         img = images.get(n)
