@@ -262,6 +262,9 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
                 if ev_w is not None:
                     ev_w.write(ev)
                 typer.echo(event_line(ev))
+            if ev_w is not None:
+                for d in r.not_reported:
+                    ev_w.write(d)
             if overlay is not None:
                 import cv2
 
@@ -296,6 +299,9 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
             if ev_w is not None:
                 ev_w.write(ev)
             typer.echo(event_line(ev))
+        for d in rec.take_not_reported():
+            if ev_w is not None:
+                ev_w.write(d)
         for w in writers:
             w.close()
         rec.decode_failures = source.decode_failures
@@ -309,9 +315,11 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
         rec.close()
     typer.echo(f"stopped: {stopped}")
     typer.echo(summary.format())
-    for w, what in ((ev_w, "events"), (fr_w, "frames")):
-        if w is not None:
-            typer.echo(f"{what} written: {w.path} ({w.count} rows)")
+    if ev_w is not None:
+        typer.echo(f"events written: {ev_w.path} ({ev_w.count} events, {ev_w.dropped_count} "
+                   "dropped movements with the rule that dropped each)")
+    if fr_w is not None:
+        typer.echo(f"frames written: {fr_w.path} ({fr_w.count} rows)")
     return 0
 
 

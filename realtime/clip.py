@@ -14,12 +14,15 @@ the peak (a held expression drifts on its plateau). The classifier runs once on 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from moext.blendshapes import EXPRESSIVE, action_units, facs_reading, moved_units
 from realtime.events import Event
 from realtime.motion import REGION_GROUPS, GROUP_NAMES, FlowMeter, measure_motion, motion_image
-from realtime.spotting.edges import smooth3
+from realtime.spotting.edges import smooth_ms
+from realtime.spotting.events import event_kind
 
 _REGION_OF = {g: r for r, gs in REGION_GROUPS.items() for g in gs}
 
@@ -42,7 +45,7 @@ def recognize_clip(rec, source, name: str | None = None) -> tuple[Event, int]:
     name = name or getattr(source, "name", "clip")
     cfg = rec.config.spotting
     flow = FlowMeter()
-    frames = []  # (index, t_ms, landmarks, grey, grey_points, features, blendshapes)
+    frames = []  # (index, t_ms, landmarks, grey, grey_points, features, blendshapes, crop)
     n = 0
     rec.reset()
     for fr in source:
@@ -54,9 +57,9 @@ def recognize_clip(rec, source, name: str | None = None) -> tuple[Event, int]:
             rec._align(fr.image, p)  # noqa: SLF001 - the recognizer's own stage-1 step
         grey, pts = (p.grey, p.grey_points) if p.grey is not None else \
             motion_image(p.aligned.crop, p.aligned.landmarks)
-        feats = rec.backend.features(p.x)[0]
+        feats = rec.classifier.features(p.x)[0]
         frames.append((fr.index, fr.timestamp_ms, p.detection.landmarks, grey, pts, feats,
-                       p.detection.blendshapes))
+                       p.detection.blendshapes, p.aligned.crop))
     if n == 0:
         raise ClipError(f"clip {name} has no readable frames")
     if not frames:
@@ -73,7 +76,7 @@ def recognize_clip(rec, source, name: str | None = None) -> tuple[Event, int]:
     score = groups.max(1) / max(groups.max(), 1e-9)
     if au is not None and au.max() > 0:
         score = score + au / au.max()
-    s = smooth3(score) if len(score) >= 3 else score
+    s = smooth_ms(np.array([f[1] for f in frames], np.float64), score)
     top = int(np.argmax(s))
     # The first frame at 90 % of the peak: a held expression's plateau drifts up slowly, and
     # its argmax would sit anywhere on it.
@@ -84,8 +87,9 @@ def recognize_clip(rec, source, name: str | None = None) -> tuple[Event, int]:
     g = int(np.argmax(groups[apex])) if groups[apex].max() > 0 else int(np.argmax(lm[apex]))
     amplitude = float(groups[apex, g])
     duration = frames[off][1] - on[1]
-    kind = "micro" if duration <= cfg.micro_max_ms and amplitude <= cfg.micro_max_amplitude else "macro"
-    logits = rec.backend.head(on[5][None], ap[5][None])
+    kind = event_kind(duration, cfg.micro_max_ms)
+    pair = [SimpleNamespace(features=f[5], crop=f[7]) for f in (on, ap)]
+    logits = rec.classifier.logits(*pair)
     z = np.exp(logits - logits.max(-1, keepdims=True))
     probs = dict(zip(rec.class_names, map(float, (z / z.sum(-1, keepdims=True))[0])))
     moved = moved_units(on[6], ap[6]) if au is not None else []

@@ -24,8 +24,9 @@ class Event:
     Attributes:
         onset_ms, apex_ms, offset_ms: timestamps (ms, the source's clock) of the last quiet
             frame before the movement, its motion peak, and the first frame back near rest.
-        kind: "micro" (rises and falls within `SpottingConfig.micro_max_ms` and stays below
-            `micro_max_amplitude`) or "macro" (longer or larger).
+        kind: "micro" (onset to offset at most `SpottingConfig.micro_max_ms`, 500 ms: MEGC's
+            definition; amplitude does not decide it) or "macro" (longer); in an events file
+            also "dropped": a movement a rule removed (`rule` names it), not an event.
         label: the class with the highest probability at the apex; None without a classifier
             result (no onset reference features).
         probabilities: class name -> probability of the classifier on (onset, apex).
@@ -48,6 +49,8 @@ class Event:
         emitted_ms: the timestamp of the frame whose processing reported it: a micro event
             comes `transient_lag_ms` plus the return window after its offset, a macro one when it
             has fallen back (its delay from the apex is `emitted_ms - apex_ms`).
+        rule: for a dropped movement (kind "dropped"), the rule that removed it; None for an
+            event.
     """
 
     onset_ms: float
@@ -68,6 +71,7 @@ class Event:
     truncated: bool = False
     head_motion: bool = False
     emitted_ms: float | None = None
+    rule: str | None = None
 
     @property
     def duration_ms(self) -> float:
@@ -110,6 +114,8 @@ class FrameResult:
         label: arg-max class of `probabilities`, or None.
         onset_ms: timestamp of the current onset reference frame, or None.
         events: events that finished at this frame (usually empty, at most a few).
+        not_reported: movements a spotting rule dropped at this frame, as `Event`s of kind
+            "dropped" with the rule (for `--events`; never counted as events).
         timings_ms: stage name -> milliseconds spent on this frame (landmarks, align,
             classifier, spotting).
         latency_ms: capture (or decode) of the frame to this result, ms, when a runner
@@ -131,6 +137,7 @@ class FrameResult:
     label: str | None = None
     onset_ms: float | None = None
     events: list[Event] = field(default_factory=list)
+    not_reported: list[Event] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     skipped_reason: str | None = None
     latency_ms: float | None = None
@@ -139,12 +146,16 @@ class FrameResult:
 EVENT_FIELDS = [
     "onset_ms", "apex_ms", "offset_ms", "duration_ms", "kind", "label", "amplitude", "region",
     "onset_index", "apex_index", "offset_index", "facs_label", "facs_emotion", "action_units",
-    "cue", "truncated", "head_motion",
+    "cue", "truncated", "head_motion", "rule",
 ]
 
 
 class EventWriter:
-    """Events as JSON Lines (`.jsonl`/`.json`) or CSV (`.csv`), one row per event, flushed."""
+    """Events as JSON Lines (`.jsonl`/`.json`) or CSV (`.csv`), one row per event, flushed.
+
+    Movements a spotting rule dropped are written too, as rows of kind "dropped" with the
+    rule in `rule` (empty for events), so a user sees what was not reported; `count` counts
+    events only, `dropped_count` those rows."""
 
     def __init__(self, path: str | Path, class_names: list[str]):
         self.path = Path(path)
@@ -158,6 +169,7 @@ class EventWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[str] = open(self.path, "w", newline="")
         self.count = 0
+        self.dropped_count = 0
         if self.csv:
             self._w = csv.writer(self._fh)
             self._w.writerow(EVENT_FIELDS + [f"p_{c}" for c in self.class_names])
@@ -176,7 +188,10 @@ class EventWriter:
         else:
             self._fh.write(json.dumps(d) + "\n")
         self._fh.flush()
-        self.count += 1
+        if ev.kind == "dropped":
+            self.dropped_count += 1
+        else:
+            self.count += 1
 
     def close(self) -> None:
         if not self._fh.closed:

@@ -1,9 +1,9 @@
 """Facial motion from landmarks, with the head's rigid motion removed.
 
 The current landmarks are mapped onto the onset reference by a least-squares similarity
-(Procrustes / Umeyama) fitted on points that expressions barely move (nose ridge, forehead,
-upper face outline), so head translation, in-plane rotation and scale do not count as
-motion. What remains, per region (brows, eyes, mouth), is expression plus tracker jitter.
+(Procrustes / Umeyama) fitted on points that expressions barely move (nose ridge and tip,
+eye corners, the face's contour at the eyes' and cheeks' height), so head translation,
+in-plane rotation and scale do not count as motion. What remains, per region (brows, eyes, mouth), is expression plus tracker jitter.
 Distances are in per cent of the reference's inter-ocular distance (IOD), the unit of the
 jitter measurements in docs/DESIGN.md (median 0.12-0.22 % frame to frame).
 
@@ -16,14 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Points that expressions hardly move: nose ridge and tip, forehead midline, upper face
-# outline and the inner eye corners. The similarity is fitted on these only, so an
-# expression (which moves brows, lids, mouth) cannot pull the fit and hide itself.
+# Points that expressions hardly move: the nose ridge and tip, the four eye corners and the
+# face's contour beside the eyes and cheeks. The similarity is fitted on these only, so an
+# expression cannot pull the fit and hide itself. Not the forehead nor the brows' level: the
+# forehead's landmarks rise with a brow raise (a generated 2 % IOD surprise whose forehead
+# points rose by half the brows' lift measured 1.48 % at the brows with a fit that held them,
+# 2.0 without); not the jaw line, which drops with AU26.
 RIGID_POINTS = np.array(
     [6, 168, 197, 195, 5, 4, 1, 19, 94,  # nose ridge, tip, columella
-     10, 151, 9, 8,  # forehead midline
-     109, 338, 67, 297, 103, 332, 54, 284, 21, 251, 162, 389, 127, 356, 234, 454,  # outline
-     133, 362]  # inner eye corners
+     33, 133, 362, 263,  # eye corners (outer, inner; the lids and brows move, not these)
+     127, 356, 234, 454, 93, 323]  # contour at the eyes' and cheeks' height
 )
 
 # Groups of landmarks that an action unit moves together, per side. Motion of a group is

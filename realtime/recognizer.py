@@ -46,6 +46,7 @@ import numpy as np
 from moext.blendshapes import AU_CODES, action_units, facs_reading, moved_units
 from moext.face import AlignedFace, FaceDetection, NoFace
 from realtime.backends import Backend, BackendChoice, load_backend
+from realtime.classifier import ClassifierInputs, ClassifierStage
 from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.events import Event, FrameResult
 from realtime.motion import REGION_NAMES, FlowMeter, inter_ocular, motion_image
@@ -251,6 +252,7 @@ class Recognizer:
         *,
         checkpoint: Path | None = None,
         backend_choice: BackendChoice | None = None,
+        inputs: ClassifierInputs | None = None,
     ):
         """Run a built backend (`Recognizer.from_checkpoint` builds one from a file).
 
@@ -261,9 +263,15 @@ class Recognizer:
             config: recognizer settings.
             checkpoint: the file the backend came from (for heat maps and messages).
             backend_choice: what was chosen and why (printed by the CLIs).
+            inputs: what the classifier reads (default: the two frames at `image_size`; a
+                flow-fed checkpoint's come from `ClassifierInputs.of(model)`).
         """
         self.config = config or RecognizerConfig()
         self.backend = backend
+        self.classifier = ClassifierStage(backend, inputs or ClassifierInputs(int(image_size)))
+        if self.classifier.needs_crops and not self.config.keep_crops:
+            # The flow a flow-fed classifier reads is measured on the buffered crops.
+            self.config = replace(self.config, keep_crops=True)
         self.class_names: list[str] = list(class_names)
         self.image_size = int(image_size)
         self.checkpoint = checkpoint
@@ -320,8 +328,9 @@ class Recognizer:
                 "the output of moext-train finetune"
             )
         built, choice = load_backend(path, model, backend, config.threads, config.precision)
-        rec = cls(built, model.cfg.class_names, model.cfg.image_size, config,
-                  checkpoint=path, backend_choice=choice)
+        inputs = ClassifierInputs.of(model)
+        rec = cls(built, model.cfg.class_names, inputs.image_size, config,
+                  checkpoint=path, backend_choice=choice, inputs=inputs)
         rec.meta = meta
         return rec
 
@@ -346,6 +355,7 @@ class Recognizer:
         self.frames = 0
         self.faces_found = 0
         self.events: list[Event] = []
+        self._not_reported: list[Event] = []  # dropped movements not yet handed out
         self.decode_failures = 0
         self.stats = StageStats()
         self._n_prepared = 0
@@ -511,7 +521,8 @@ class Recognizer:
                 self._last_centre = None
             self._account(timings)
             return FrameResult(index, ts, False, state=self.spotter.state, events=events,
-                               timings_ms=timings, skipped_reason=det.reason)
+                               not_reported=self.take_not_reported(), timings_ms=timings,
+                               skipped_reason=det.reason)
         self.faces_found += 1
         lm = det.landmarks
         centre = lm.mean(0)
@@ -537,7 +548,7 @@ class Recognizer:
             timings["align"] = prepared.timings["align"]
         aligned = prepared.aligned
         t0 = time.perf_counter()
-        feats = self.backend.features(prepared.x)[0] if classify else None
+        feats = self.classifier.features(prepared.x)[0] if classify else None
         t_cls = (time.perf_counter() - t0) * 1e3
 
         bs = det.blendshapes
@@ -553,10 +564,11 @@ class Recognizer:
         t0 = time.perf_counter()
         probs = None
         ref = self._classified(upd.reference) if feats is not None else None
-        if ref is not None:
-            logits = self.backend.head(ref.features[None], feats[None])
+        logits = self.classifier.logits(ref, rec) if ref is not None else None
+        if logits is not None:
             probs = _softmax(logits)[0]
         events = flushed + [self._to_event(e, ts) for e in upd.events]
+        self._not_reported += [self._dropped_event(d) for d in upd.dropped]
         timings["classifier"] = t_cls + (time.perf_counter() - t0) * 1e3
         self.events.extend(events[len(flushed):])
         self._account(timings)
@@ -577,6 +589,7 @@ class Recognizer:
             label=max(pd, key=pd.get) if pd else None,
             onset_ms=upd.reference.t_ms if upd.reference is not None else None,
             events=events,
+            not_reported=self.take_not_reported(),
             timings_ms=timings,
         )
 
@@ -588,8 +601,28 @@ class Recognizer:
 
     def _flush(self) -> list[Event]:
         events = [self._to_event(e, self._last_ts) for e in self.spotter.finish()]
+        self._not_reported += [self._dropped_event(d) for d in self.spotter.take_dropped()]
         self.events.extend(events)
         return events
+
+    def take_not_reported(self) -> list[Event]:
+        """Movements spotting rules dropped that no `FrameResult` has carried yet (after
+        `finish`, those it dropped), as `Event`s of kind "dropped" with the rule; then
+        forgotten."""
+        out, self._not_reported = self._not_reported, []
+        return out
+
+    @staticmethod
+    def _dropped_event(d) -> Event:
+        """A `DroppedMovement` as an events-file row: no classifier, no action units."""
+        from realtime.spotting.events import REGION_OF
+
+        return Event(
+            onset_ms=d.onset.t_ms, apex_ms=d.apex.t_ms, offset_ms=d.offset.t_ms, kind="dropped",
+            label=None, probabilities={}, amplitude=round(d.amplitude, 4), region="",
+            onset_index=d.onset.index, apex_index=d.apex.index, offset_index=d.offset.index,
+            cue=d.detector, rule=d.rule,
+        )
 
     def _classified(self, ref: BufferedFrame | None) -> BufferedFrame | None:
         """The reference for this frame's probabilities: `ref` itself, or with
@@ -609,7 +642,7 @@ class Recognizer:
         if f.features is None and f.crop is not None:
             from moext.preprocess import crops_to_array
 
-            f.features = self.backend.features(crops_to_array(f.crop, self.image_size))[0]
+            f.features = self.classifier.features(crops_to_array(f.crop, self.image_size))[0]
         return f.features
 
     def _to_event(self, e: SpottedEvent, emitted_ms: float | None = None) -> Event:
@@ -618,8 +651,11 @@ class Recognizer:
         onset = e.onset if self._features(e.onset) is not None else e.reference
         probs: dict[str, float] = {}
         label = None
+        logits = None
         if self._features(onset) is not None and self._features(e.apex) is not None:
-            p = _softmax(self.backend.head(onset.features[None], e.apex.features[None]))[0]
+            logits = self.classifier.logits(onset, e.apex)
+        if logits is not None:
+            p = _softmax(logits)[0]
             probs = dict(zip(self.class_names, map(float, p)))
             label = max(probs, key=probs.get)
         moved: list = []

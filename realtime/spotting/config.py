@@ -17,7 +17,9 @@ class SpottingConfig:
         settle_ms: how long the face must stay still before the landmark cues take a
             reference (the action-unit cue does not wait: blendshapes do not follow the
             head's pose, see `au_cue`).
-        settle_threshold: largest group motion between consecutive frames counted as still.
+        settle_threshold, settle_step_ms: largest group motion over `settle_step_ms` (one
+            frame at 30 fps, as tuned) counted as still; over a time step, not a frame, so a
+            face moving at 200 fps is not taken for a still one.
         landmark_ms: landmarks are averaged over the frames of this window before motion is
             measured (117 ms = 4 frames at 30 fps: an even count cancels a tracker's 2-frame
             oscillation, and 4 frames, 1.5 frames of lag, also halve independent jitter).
@@ -98,10 +100,15 @@ class SpottingConfig:
             at least 1/25 s).
         max_event_ms: a movement still going after this is closed as macro and the spotter
             settles again (a held expression, or a new resting pose).
-        micro_max_ms: onset-to-offset duration of a micro-expression (MEs last up to ~0.5 s).
-        micro_max_amplitude: peak group displacement (% IOD) above which a movement is
-            macro however brief (on the flow cue: the onset-to-apex displacement by flow,
-            which reads about a third low for small local motions).
+        micro_max_ms: the one rule for an event's kind (`events.event_kind`): micro when
+            onset to offset is at most this long, macro otherwise: MEGC's definition (1/25 to
+            1/2 s), the one users know. Amplitude is reported beside the kind and never
+            decides it; a rule may drop a movement against noise, never rename it.
+        settled_frac, settled_ms: a sustained movement also ends once its score has fallen
+            below `settled_frac` of its peak and then changed by less than a tenth of the
+            peak for `settled_ms`: the face came part of the way back and stopped there (a
+            real sample's offset frame is not its onset frame, and real faces drift), where
+            waiting for half the peak kept it open to the end of the stream.
         head_rotation: degrees of in-plane head rotation between reference and current frame
             that count as head motion...
         head_shift: ...or % IOD of head translation...
@@ -113,6 +120,7 @@ class SpottingConfig:
     warmup_ms: float = 60.0
     settle_ms: float = 250.0
     settle_threshold: float = 1.5
+    settle_step_ms: float = 33.0
     landmark_ms: float = 117.0
     ref_lag_ms: float = 230.0
     macro_lag_ms: float = 700.0
@@ -147,8 +155,9 @@ class SpottingConfig:
     edge_scale: float = 2.0
     min_duration_ms: float = 60.0
     max_event_ms: float = 3000.0
-    micro_max_ms: float = 550.0
-    micro_max_amplitude: float = 4.5
+    micro_max_ms: float = 500.0
+    settled_frac: float = 0.75
+    settled_ms: float = 200.0
     head_rotation: float = 2.0
     head_shift: float = 15.0
     head_scale: float = 0.08

@@ -11,6 +11,13 @@ from realtime.motion import REGION_GROUPS, MotionMeasure
 REGION_OF = {g: r for r, gs in REGION_GROUPS.items() for g in gs}
 
 
+def event_kind(duration_ms: float, micro_max_ms: float) -> str:
+    """The one rule for an event's kind, MEGC's: "micro" when onset to offset lasts at most
+    `micro_max_ms` (`SpottingConfig.micro_max_ms`, 500 ms), "macro" otherwise. Every
+    detector and clip mode ask here; amplitude never decides it."""
+    return "micro" if duration_ms <= micro_max_ms else "macro"
+
+
 class Recent:
     """Values of the last `window_ms` (at least the newest): a causal moving window in time,
     so that a 200 fps stream smooths over the same span as a 30 fps one."""
@@ -68,6 +75,28 @@ class SpottedEvent:
 
 
 @dataclass
+class DroppedMovement:
+    """A movement a rule removed, so that a user can see what was not reported.
+
+    Attributes:
+        rule: the rule's name, as counted in `Spotter.discarded` ("blink", "head motion",
+            "did not return (part of a longer movement)", ...).
+        onset, apex, offset: its frames as far as the detector had measured them (the
+            first, the highest and the last frame of its trace when the rule fired before
+            the edges were known).
+        amplitude: peak displacement of its leading cue (% IOD; 0 where not measured).
+        detector: "transient" or "sustained".
+    """
+
+    rule: str
+    onset: BufferedFrame
+    apex: BufferedFrame
+    offset: BufferedFrame
+    amplitude: float = 0.0
+    detector: str = "transient"
+
+
+@dataclass
 class SpotUpdate:
     """The spotter's view of one frame."""
 
@@ -78,3 +107,4 @@ class SpotUpdate:
     measure: MotionMeasure | None = None
     events: list[SpottedEvent] = field(default_factory=list)
     discarded: str | None = None  # why a movement was dropped at this frame, if one was
+    dropped: list[DroppedMovement] = field(default_factory=list)  # what was dropped, and by which rule

