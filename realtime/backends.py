@@ -47,8 +47,9 @@ class Backend(Protocol):
         """(B, 3, S, S) network input -> (B, D...) backbone features."""
         ...
 
-    def head(self, f_o: np.ndarray, f_a: np.ndarray) -> np.ndarray:
-        """Onset and current features -> (B, num_classes) logits."""
+    def head(self, f_o: np.ndarray, f_a: np.ndarray, flow: np.ndarray | None = None) -> np.ndarray:
+        """Onset and current features (and, for a classifier that reads it, the onset ->
+        current flow (B, 3, n, n)) -> (B, num_classes) logits."""
         ...
 
 
@@ -108,11 +109,12 @@ class TorchBackend:
             f = self.model.forward_features(torch.from_numpy(x).to(self.device))
             return f.float().cpu().numpy()
 
-    def head(self, f_o: np.ndarray, f_a: np.ndarray) -> np.ndarray:
+    def head(self, f_o: np.ndarray, f_a: np.ndarray, flow: np.ndarray | None = None) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
             t = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
-            return self.model.forward_head(t(f_o), t(f_a)).float().cpu().numpy()
+            args = (t(f_o), t(f_a)) if flow is None else (t(f_o), t(f_a), t(flow))
+            return self.model.forward_head(*args).float().cpu().numpy()
 
 
 # Features passes faster than this (ms, on all cores) run on one thread, see OnnxBackend.
@@ -142,6 +144,7 @@ class OnnxBackend:
         prov = ["CPUExecutionProvider"]
         self._feat = ort.InferenceSession(str(features_path), opts, providers=prov)
         self._head = ort.InferenceSession(str(head_path), head_opts, providers=prov)
+        self._head_inputs = {i.name for i in self._head.get_inputs()}
         self.threads = threads
         if threads is None and (os.cpu_count() or 1) > 1 and self._features_ms() < CHEAP_FEATURES_MS:
             # A cheap features pass (MobileNetV3: ~3 ms) gains little from a second thread,
@@ -167,10 +170,13 @@ class OnnxBackend:
     def features(self, x: np.ndarray) -> np.ndarray:
         return self._feat.run(None, {"image": np.ascontiguousarray(x, np.float32)})[0]
 
-    def head(self, f_o: np.ndarray, f_a: np.ndarray) -> np.ndarray:
+    def head(self, f_o: np.ndarray, f_a: np.ndarray, flow: np.ndarray | None = None) -> np.ndarray:
         feed = {"f_onset": np.ascontiguousarray(f_o, np.float32),
                 "f_current": np.ascontiguousarray(f_a, np.float32)}
-        return self._head.run(None, feed)[0]
+        if flow is not None:
+            feed["flow"] = np.ascontiguousarray(flow, np.float32)
+        # The exporter drops inputs a head never reads (STSTNet's frame features).
+        return self._head.run(None, {k: v for k, v in feed.items() if k in self._head_inputs})[0]
 
 
 class TensorRTBackend:
@@ -195,11 +201,12 @@ class TensorRTBackend:
             t = torch.from_numpy(x).to(self.device, non_blocking=True).half()
             return self._feat(t).float().cpu().numpy()
 
-    def head(self, f_o: np.ndarray, f_a: np.ndarray) -> np.ndarray:
+    def head(self, f_o: np.ndarray, f_a: np.ndarray, flow: np.ndarray | None = None) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
             t = lambda a: torch.from_numpy(a).to(self.device).half()  # noqa: E731
-            return self._head(t(f_o), t(f_a)).float().cpu().numpy()
+            args = (t(f_o), t(f_a)) if flow is None else (t(f_o), t(f_a), t(flow))
+            return self._head(*args).float().cpu().numpy()
 
 
 @dataclass

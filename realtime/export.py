@@ -64,14 +64,32 @@ class FeaturesPart(nn.Module):
 
 
 class HeadPart(nn.Module):
-    """`forward_head` as a module of its own: (f_o, f_a) -> logits (B, num_classes)."""
+    """`forward_head` as a module of its own: (f_o, f_a[, flow]) -> logits (B, num_classes);
+    the flow (B, 3, n, n) is an input only for a classifier that reads it."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, f_o: torch.Tensor, f_a: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(f_o, f_a)
+    def forward(self, f_o: torch.Tensor, f_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
+        if flow is None:
+            return self.model.forward_head(f_o, f_a)
+        return self.model.forward_head(f_o, f_a, flow)
+
+
+def _head_args(model: nn.Module, f: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Example inputs of the head: both features, and the flow when the model reads it."""
+    from moext import classifier_inputs
+
+    if not classifier_inputs(model)[1]:
+        return f, f
+    n = model.cfg.flow_out_size
+    return f, f, torch.zeros(f.shape[0], 3, n, n, dtype=f.dtype, device=f.device)
+
+
+def _image_size(model: nn.Module) -> int:
+    # A flow-only classifier (STSTNet) reads no frame; its features graph takes a small one.
+    return int(getattr(model.cfg, "image_size", 32))
 
 
 def _atomic_target(path: Path) -> Path:
@@ -87,17 +105,19 @@ def export_onnx(model: nn.Module, out_dir: str | Path) -> tuple[Path, Path]:
     # A copy, and every wrapper in eval mode: a freshly built wrapper module is in training
     # mode, and tracing it so updates BatchNorm statistics of the caller's model.
     model = copy.deepcopy(model).eval().float().cpu()
-    s = model.cfg.image_size
+    s = _image_size(model)
     x = torch.zeros(1, 3, s, s)
     with torch.no_grad():
         f = model.forward_features(x)
     paths = out_dir / "features.onnx", out_dir / "head.onnx"
     feat_axes = {0: "batch"}
+    head_args = _head_args(model, f)
+    head_inputs = ["f_onset", "f_current", "flow"][: len(head_args)]
     jobs = [
         (FeaturesPart(model).eval(), (x,), ["image"], ["features"],
          {"image": {0: "batch"}, "features": feat_axes}),
-        (HeadPart(model).eval(), (f, f), ["f_onset", "f_current"], ["logits"],
-         {"f_onset": feat_axes, "f_current": feat_axes, "logits": {0: "batch"}}),
+        (HeadPart(model).eval(), head_args, head_inputs, ["logits"],
+         {**{k: feat_axes for k in head_inputs}, "logits": {0: "batch"}}),
     ]
     for (module, args, inputs, outputs, axes), path in zip(jobs, paths):
         tmp = _atomic_target(path)
@@ -265,14 +285,14 @@ def export_tensorrt(model: nn.Module, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     dev = torch.device("cuda")
     model = copy.deepcopy(model).eval().to(dev).half()  # fp16 by converting the module...
-    s = model.cfg.image_size
+    s = _image_size(model)
     x = torch.zeros(1, 3, s, s, device=dev, dtype=torch.half)  # ...and its inputs
     with torch.no_grad():
         f = model.forward_features(x)
     paths = out_dir / "features.ep", out_dir / "head.ep"
     for module, args, path in (
         (FeaturesPart(model).eval(), (x,), paths[0]),
-        (HeadPart(model).eval(), (f, f), paths[1]),
+        (HeadPart(model).eval(), _head_args(model, f), paths[1]),
     ):
         ep = torch.export.export(module.eval(), args)
         compiled = trt.dynamo.compile(ep, inputs=list(args), min_block_size=1)

@@ -100,8 +100,18 @@ class STSTNet(nn.Module):
         self.branch = FlowBranch(cfg.flow_out_size, tuple(cfg.widths), cfg.dropout)
         self.fc = nn.Linear(self.branch.out_features, cfg.num_classes)
 
-    def forward(self, x_o: torch.Tensor | None, x_a: torch.Tensor | None, flow: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The frames' part of the seam: STSTNet reads no frame, so a (B, 1) zero stands in
+        (a real tensor keeps the exported graphs and the live feature cache uniform)."""
+        return x[:, :1, 0, 0] * 0.0  # (B, 1)
+
+    def forward_head(self, f_o: torch.Tensor, f_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
+        if flow is None:
+            raise ValueError("STSTNet classifies the onset -> apex flow: pass it (B, 3, n, n)")
         return self.fc(self.branch(flow))  # (B, 3, n, n) -> (B, num_classes)
+
+    def forward(self, x_o: torch.Tensor | None, x_a: torch.Tensor | None, flow: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(x_o, x_a, flow)  # (B, num_classes)
 
 
 class FlowLogits(nn.Module):
