@@ -265,15 +265,17 @@ class FlowMeter:
     def __init__(self, blur: int = 7):
         import cv2
 
+        from moext.flow import DenseFlow
+
         self._cv2 = cv2
-        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-        self.dis.setFinestScale(1)
+        # The flow function the classifiers' inputs come from, at the spotting cue's speed.
+        self.dense = DenseFlow("ultrafast", finest_scale=1)
         self.blur = blur
 
     def measure(self, grey_a: np.ndarray, points_a: np.ndarray, grey_b: np.ndarray) -> MotionMeasure:
         """Motion from crop `a` (landmarks `points_a` in its pixels) to crop `b`."""
         cv2 = self._cv2
-        flow = self.dis.calc(grey_a, grey_b, None)
+        flow = self.dense(grey_a, grey_b)
         if self.blur > 1:
             flow = cv2.blur(flow, (self.blur, self.blur))
         pts = np.asarray(points_a, np.float32)
