@@ -138,11 +138,16 @@ class FlowFields:
         flow_size: side of the grey crops the onset -> apex flow is computed on (STSTNet: 128).
         flow_preset: OpenCV DIS preset: ultrafast, fast or medium (STSTNet-like: medium).
         flow_out_size: side of the (3, n, n) u, v, strain input the network sees (STSTNet: 28).
+        flow_aux_weight: with flow_input, the frames' head and the flow branch each also get
+            the cross-entropy of their own logits, weighted by this (0: only their sum's), so
+            the flow branch still learns when the frames' head alone already fits the
+            training set (it memorises identities quickly).
     """
 
     flow_size: int = 128
     flow_preset: str = "medium"
     flow_out_size: int = 28
+    flow_aux_weight: float = 1.0
 
     @property
     def flow(self) -> FlowConfig:
@@ -151,6 +156,8 @@ class FlowFields:
     def check_flow(self, name: str) -> None:
         if self.flow_preset not in PRESETS:
             raise ValueError(f"{name}: flow_preset={self.flow_preset!r}; choose one of {', '.join(PRESETS)}")
+        if not 0.0 <= self.flow_aux_weight <= 10.0:
+            raise ValueError(f"{name}: flow_aux_weight={self.flow_aux_weight}; choose a weight in [0, 10]")
         if not 16 <= self.flow_size <= 512 or not 8 <= self.flow_out_size <= self.flow_size:
             raise ValueError(
                 f"{name}: flow_size={self.flow_size}, flow_out_size={self.flow_out_size}; need "

@@ -260,3 +260,20 @@ def test_ststnet_has_no_pretraining(tmp_path):
     r = _invoke(["pretrain", str(cache), "--method", "ststnet", "--out", str(tmp_path / "pre"), "--quiet"])
     assert r.exit_code == 2 and "no pre-training" in r.output
     assert not (tmp_path / "pre").exists()
+
+
+def test_branch_losses_with_flow_input_are_the_hand_computed_sum():
+    from train.methods import ClassifierObjective
+
+    torch.manual_seed(0)
+    model = MoExtClassifier(ModelConfig(**TINY_MODEL, flow_input=True, flow_aux_weight=0.5)).eval()
+    x, flow, y = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 28, 28), torch.tensor([0, 1, 2, 1])
+    loss, parts = ClassifierObjective(model)((x, x, y, torch.arange(4), flow))
+    own, from_flow = model.forward_parts(x, x, flow)
+    ce = torch.nn.functional.cross_entropy
+    want = ce(own + from_flow, y) + 0.5 * (ce(own, y) + ce(from_flow, y))
+    assert torch.allclose(loss, want) and not torch.allclose(loss, ce(own + from_flow, y))
+    assert torch.allclose(model(x, x, flow), own + from_flow)
+    plain = MoExtClassifier(ModelConfig(**TINY_MODEL, flow_input=True, flow_aux_weight=0.0)).eval()
+    loss0, _ = ClassifierObjective(plain)((x, x, y, torch.arange(4), flow))
+    assert torch.allclose(loss0, ce(plain(x, x, flow), y))

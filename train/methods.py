@@ -159,8 +159,16 @@ class ClassifierObjective(nn.Module):
 
     def forward(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
         x_o, x_a, y, _, flow = batch[:5]
-        logits = classify(self.model, x_o, x_a, flow)  # (B, K)
-        loss = nn.functional.cross_entropy(logits, y)
+        aux = getattr(self.model.cfg, "flow_aux_weight", 0.0) if getattr(self.model, "flow_head", None) else 0.0
+        if aux > 0:
+            # flow_input: the sum's cross-entropy, plus each branch's own (FlowFields.flow_aux_weight).
+            own, from_flow = self.model.forward_parts(x_o, x_a, flow)  # (B, K) each
+            logits = own + from_flow
+            ce = nn.functional.cross_entropy
+            loss = ce(logits, y) + aux * (ce(own, y) + ce(from_flow, y))
+        else:
+            logits = classify(self.model, x_o, x_a, flow)  # (B, K)
+            loss = nn.functional.cross_entropy(logits, y)
         acc = (logits.argmax(1) == y).float().mean()
         return loss, {"total": float(loss.detach()), "acc": float(acc)}
 

@@ -187,20 +187,30 @@ class MIACNet(nn.Module):
         p = None if self.position is None else self.position(f_o)  # (B, Cp, h, w)
         return self.fusion(c_delta, p)  # (B, num_classes)
 
-    def forward_head(self, f_o: torch.Tensor, f_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
+    def head_parts(self, f_o: torch.Tensor, f_a: torch.Tensor,
+                   flow: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the fusion's logits, the flow branch's logits or None), each (B, num_classes)."""
         logits = self.head_from_code(self.action_code(f_o, f_a), f_o)  # (B, num_classes)
-        if self.flow_head is not None:
-            if flow is None:
-                raise ValueError("this MIACNet has flow_input: pass the onset -> apex flow (B, 3, n, n)")
-            logits = logits + self.flow_head(flow)  # (B, 3, n, n) -> (B, num_classes)
-        return logits
+        if self.flow_head is None:
+            return logits, None
+        if flow is None:
+            raise ValueError("this MIACNet has flow_input: pass the onset -> apex flow (B, 3, n, n)")
+        return logits, self.flow_head(flow)  # (B, 3, n, n) -> (B, num_classes)
 
-    def forward(self, x_o: torch.Tensor, x_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_head(self, f_o: torch.Tensor, f_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
+        logits, flow_logits = self.head_parts(f_o, f_a, flow)
+        return logits if flow_logits is None else logits + flow_logits  # (B, num_classes)
+
+    def forward_parts(self, x_o: torch.Tensor, x_a: torch.Tensor, flow: torch.Tensor | None = None):
         b = x_o.shape[0]
         # One batch for both frames: in training, BatchNorm then normalises onset and apex with
         # the same statistics, so f_a - f_o means in training what it means in eval.
         f = self.forward_features(torch.cat([x_o, x_a], dim=0))  # (2B, C, h, w)
-        return self.forward_head(f[:b], f[b:], flow)  # (B, num_classes)
+        return self.head_parts(f[:b], f[b:], flow)
+
+    def forward(self, x_o: torch.Tensor, x_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
+        logits, flow_logits = self.forward_parts(x_o, x_a, flow)
+        return logits if flow_logits is None else logits + flow_logits  # (B, num_classes)
 
 
 class LatentAutoencoder(nn.Module):

@@ -309,14 +309,23 @@ class MoExtClassifier(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.separator.shape(x)  # (B, 3, H, W) -> S: (B, D), or (B, C, h, w) with arch=unet
 
-    def forward_head(self, s_o: torch.Tensor, s_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
+    def head_parts(self, s_o: torch.Tensor, s_a: torch.Tensor,
+                   flow: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the motion head's logits, the flow branch's logits or None), each (B, num_classes)."""
         m = _motion(self.motion, self.cfg, s_o, s_a)  # (B, D) or (B, C, h, w)
         logits = self.head(m) if self.cfg.arch == "unet" else self.head(self.dropout(m))  # (B, num_classes)
-        if self.flow_head is not None:
-            if flow is None:
-                raise ValueError("this MoExt classifier has flow_input: pass the onset -> apex flow (B, 3, n, n)")
-            logits = logits + self.flow_head(flow)  # (B, 3, n, n) -> (B, num_classes)
-        return logits
+        if self.flow_head is None:
+            return logits, None
+        if flow is None:
+            raise ValueError("this MoExt classifier has flow_input: pass the onset -> apex flow (B, 3, n, n)")
+        return logits, self.flow_head(flow)  # (B, 3, n, n) -> (B, num_classes)
+
+    def forward_head(self, s_o: torch.Tensor, s_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
+        logits, flow_logits = self.head_parts(s_o, s_a, flow)
+        return logits if flow_logits is None else logits + flow_logits  # (B, num_classes)
+
+    def forward_parts(self, x_o: torch.Tensor, x_a: torch.Tensor, flow: torch.Tensor | None = None):
+        return self.head_parts(self.forward_features(x_o), self.forward_features(x_a), flow)
 
     def forward(self, x_o: torch.Tensor, x_a: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_head(self.forward_features(x_o), self.forward_features(x_a), flow)
