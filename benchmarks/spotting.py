@@ -122,6 +122,18 @@ def run_video(video: Path, truth: dict, landmarks: str = "mesh", cue: str = "flo
             au_total += 1
             au_named += bool(want & {u["au"] for u in hits[0].action_units})
     out["found_by_cue"] = cues
+    # Per class, the micro-expressions found by any event (IoU >= 0.5) and by a micro one.
+    per: dict = {}
+    for g in gt:
+        if g["kind"] != "micro":
+            continue
+        c = per.setdefault(g.get("class") or "?", {"n": 0, "found": 0, "as_micro": 0})
+        span = (g["onset_frame"], g["offset_frame"])
+        hits = [e for e in events if interval_iou((e.onset_index, e.offset_index), span) >= 0.5]
+        c["n"] += 1
+        c["found"] += bool(hits)
+        c["as_micro"] += any(e.kind == "micro" for e in hits)
+    out["micro_per_class"] = per
     out["aus_named"], out["aus_checked"] = au_named, au_total
     return out
 
@@ -174,6 +186,9 @@ def to_markdown(report: dict) -> str:
                          f"precision {p['precision']:.2f}, recall {p['recall']:.2f}, F1 {p['f1']:.2f}")
         lines.append(f"- pooled, {variant}: events inside head turns {by_kind['events_in_head_turns']}; "
                      f"AUs named {by_kind['aus_named']}")
+        for cls, c in sorted(by_kind.get("micro_per_class", {}).items()):
+            lines.append(f"- pooled, {variant}, micro {cls}: found {c['found']}/{c['n']} (any kind, "
+                         f"IoU >= 0.5), as micro {c['as_micro']}/{c['n']}")
     return "\n".join(lines) + "\n"
 
 
@@ -219,6 +234,13 @@ def main() -> None:
                 "tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": rc, "f1": f1}
         pooled[variant]["events_in_head_turns"] = sum(r["events_in_head_turns"] for r in mine)
         pooled[variant]["aus_named"] = f"{sum(r['aus_named'] for r in mine)}/{sum(r['aus_checked'] for r in mine)}"
+        per: dict = {}
+        for r in mine:
+            for cls, c in r["micro_per_class"].items():
+                p = per.setdefault(cls, {"n": 0, "found": 0, "as_micro": 0})
+                for k in p:
+                    p[k] += c[k]
+        pooled[variant]["micro_per_class"] = per
     # Seeds looked at: 0-7, 10-14 and (classic) 20-24 for any identity; 20-22 for the
     # held-out identities (their first scoring).
     dev_seeds = set(range(0, 8)) | set(range(10, 15)) | set(range(20, 25))
