@@ -186,10 +186,16 @@ def _invoke(args):
 def test_ststnet_loso_finetune_evaluate_end_to_end(tmp_path):
     cache = make_cache(tmp_path / "cache", subjects=3, per_class=2)
     r = _invoke(["loso", str(cache), "--protocol", "cde", "--method", "ststnet", "--out", str(tmp_path / "loso"),
-                 "--epochs", "60", "--selection", "test-best", "--quiet"])
+                 "--epochs", "60", "--quiet"])
     assert r.exit_code == 0, r.output
     metrics = json.loads((tmp_path / "loso" / "metrics.json").read_text())
+    # The strict figure and, always beside it, the optimistic test-fold one; preset and time.
     assert metrics["pooled"]["n"] == 18 and metrics["test_best"]["pooled"]["n"] == 18
+    assert metrics["recipe"] == "cpu" and len(metrics["fold_seconds"]) == 3
+    report = (tmp_path / "loso" / "results.md").read_text()
+    for needle in ("Preset: `--recipe cpu`", "time per fold", "optimistic: test-fold selection",
+                   "Training accuracy per fold"):
+        assert needle in report, needle
     config = json.loads((tmp_path / "loso" / "config.json").read_text())
     assert config["loso"]["run"]["recipe"] == "cpu"
     assert config["loso"]["run"]["optim"]["lr"] == 5e-4 and config["loso"]["run"]["augment"]["mirror"] is False
@@ -277,3 +283,45 @@ def test_branch_losses_with_flow_input_are_the_hand_computed_sum():
     plain = MoExtClassifier(ModelConfig(**TINY_MODEL, flow_input=True, flow_aux_weight=0.0)).eval()
     loss0, _ = ClassifierObjective(plain)((x, x, y, torch.arange(4), flow))
     assert torch.allclose(loss0, ce(plain(x, x, flow), y))
+
+
+def _relabel(cache, dataset, names):
+    rows = [json.loads(x) for x in (cache / "manifest.jsonl").read_text().splitlines()]
+    mapping = dict(zip(("disgust", "happiness", "surprise"), names))
+    rows = [{**r, "dataset": dataset if r["dataset"] != "macro" else "macro",
+             "emotion": mapping.get(r["emotion"], r["emotion"])} for r in rows]
+    (cache / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from train_data_helpers import mark_landmarker
+
+    mark_landmarker(cache, dataset, "macro")
+    return cache
+
+
+def test_composite_loso_over_three_caches_fills_the_per_dataset_columns(tmp_path):
+    """CDE (MEGC 2019): SMIC-HS + CASME II + SAMM caches in one LOSO, one fold per
+    dataset/subject, the report's per-dataset columns filled."""
+    smic = _relabel(make_cache(tmp_path / "smic", subjects=2, seed=1), "smic-hs", ("negative", "positive", "surprise"))
+    casme2 = make_cache(tmp_path / "casme2", subjects=2, seed=2)
+    samm = _relabel(make_cache(tmp_path / "samm", subjects=2, seed=3), "samm", ("disgust", "happiness", "surprise"))
+    r = _invoke(["loso", str(smic), str(casme2), str(samm), "--protocol", "cde", "--method", "ststnet",
+                 "--out", str(tmp_path / "cde"), "--epochs", "8", "--quiet"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "cde" / "metrics.json").read_text())
+    assert len(m["folds"]) == 6 and m["pooled"]["n"] == 18
+    assert set(m["by_dataset"]) == {"smic-hs", "casme2", "samm"}
+    assert all(b["n"] == 6 for b in m["by_dataset"].values())
+    assert set(m["test_best"]["by_dataset"]) == {"smic-hs", "casme2", "samm"}
+    report = (tmp_path / "cde" / "results.md").read_text()
+    for title in ("SMIC", "CASME II", "SAMM"):
+        assert title in report, title
+
+
+def test_sde_five_class_runs_the_same_way(tmp_path):
+    cache = make_cache(tmp_path / "casme2", subjects=2)
+    r = _invoke(["loso", str(cache), "--protocol", "casme2-5", "--method", "ststnet", "--out", str(tmp_path / "sde"),
+                 "--epochs", "8", "--quiet"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "sde" / "metrics.json").read_text())
+    assert m["class_names"] == ["happiness", "repression", "disgust", "surprise", "others"]
+    assert m["classes_scored"] == ["happiness", "disgust", "surprise"] and m["pooled"]["n"] == 6
+    assert "test_best" in m and m["recipe"] == "cpu"

@@ -61,7 +61,9 @@ def evaluate(checkpoint: Path, caches: list[str], protocol: str, out_dir: Path) 
     seen = sorted(trained_on & set(folds))
     out_dir = Path(out_dir)
     label = f"{meta['kind']} ({Path(checkpoint).name})"
-    metrics = write_loso_reports(out_dir, [folds[s] for s in sorted(folds)], class_names, protocol, label)
+    recipe = (meta.get("extra", {}).get("run") or {}).get("recipe")  # the checkpoint's training preset
+    metrics = write_loso_reports(out_dir, [folds[s] for s in sorted(folds)], class_names, protocol, label,
+                                 recipe=recipe)
     metrics["checkpoint"] = str(Path(checkpoint).resolve())
     metrics["subjects_seen_in_training"] = seen
     if seen:

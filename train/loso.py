@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -80,17 +81,17 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
     tested_on = sorted({subject_key(r) for r in test_rows})
     if set(trained_on) & set(tested_on) or set(selected_on) & set(tested_on) or set(trained_on) & set(selected_on):
         raise RuntimeError(f"fold {job['subject']}: subjects leak between train/select/test")
+    started = time.perf_counter()
     model, _ = build_classifier(method, run, job["class_names"], job["overrides"])
     test_by_epoch: list[list[int]] = []
 
     def watch_test(history):
-        """--selection test-best only: the test subject's predictions after every epoch, for
-        the optimistic "as published" figure (never used to choose the strict result)."""
+        """The test subject's predictions after every epoch, for the optimistic "as published"
+        figure that every report shows beside the strict one (it never chooses anything)."""
         test_by_epoch.append([int(v) for v in predict(model, test_rows).argmax(1)])
 
     result = train_classifier(method, run, model, train_rows, val_rows=val_rows or None,
-                              progress=False, desc=job["subject"],
-                              on_epoch=watch_test if cfg.selection == "test-best" else None)
+                              progress=False, desc=job["subject"], on_epoch=watch_test)
     train_acc = training_accuracy(result.model, train_rows)
     probs = predict(result.model, test_rows)
     preds = [
@@ -118,6 +119,8 @@ def run_fold(job: dict[str, Any]) -> dict[str, Any]:
         "selection": cfg.selection,
         "selected_epoch": result.selected_epoch or run.optim.epochs,
         "train_acc": train_acc,
+        "seconds": round(time.perf_counter() - started, 2),
+        "threads": torch.get_num_threads(),
         "test_by_epoch": test_by_epoch,
         "history": result.history,
         "predictions": preds,
@@ -235,7 +238,7 @@ def loso(
                 finished(fut.result())
     bar.close()
     folds = [done[s] for s in tests]
-    return write_loso_reports(out_dir, folds, class_names, run.protocol, label or run.method)
+    return write_loso_reports(out_dir, folds, class_names, run.protocol, label or run.method, recipe=run.recipe)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -256,10 +259,17 @@ def _die_with_parent(parent: int) -> None:
 
 
 def write_loso_reports(out_dir: Path, folds: list[dict[str, Any]], class_names: list[str],
-                       protocol: str, label: str) -> dict[str, Any]:
+                       protocol: str, label: str, recipe: str | None = None) -> dict[str, Any]:
     preds = [p for f in folds for p in f["predictions"]]
     metrics = reports.loso_metrics(preds, class_names, protocol)
+    metrics["recipe"] = recipe
     metrics["train_acc"] = {f["fold"]: f.get("train_acc") for f in folds}
+    secs = [f["seconds"] for f in folds if f.get("seconds") is not None]
+    if secs:
+        metrics["fold_seconds"] = {f["fold"]: f["seconds"] for f in folds if f.get("seconds") is not None}
+        metrics["time_per_fold"] = {"median_s": float(np.median(secs)), "min_s": min(secs), "max_s": max(secs),
+                                    "total_s": float(sum(secs)),
+                                    "threads": sorted({f.get("threads") for f in folds if f.get("threads")})}
     if folds and all(f.get("test_by_epoch") for f in folds):
         metrics["test_best"] = test_best_metrics(folds, class_names, protocol)
     metrics["leakage"] = {

@@ -151,9 +151,22 @@ class FlowStore:
             self._fields[key] = got
         return got
 
+    # Un-augmented inputs by (onset, apex, settings), shared by every store of the process: a
+    # flow-only classifier's epoch is otherwise mostly this computation (STSTNet: 500 epochs,
+    # and a fresh evaluation set per epoch for the test-fold figure). ~9 kB an entry.
+    _inputs: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+    MAX_INPUTS = 20000
+
     def channels(self, row: dict[str, Any]) -> np.ndarray:
         """The un-augmented network input (3, out_size, out_size): u, v, strain."""
-        return channels_from_field(self.field(row), self.cfg.out_size)
+        key = (str(row["onset"]), str(row["apex"]), self.cfg)
+        got = FlowStore._inputs.get(key)
+        if got is None:
+            got = channels_from_field(self.field(row), self.cfg.out_size)
+            FlowStore._inputs[key] = got
+            if len(FlowStore._inputs) > self.MAX_INPUTS:
+                FlowStore._inputs.popitem(last=False)
+        return got
 
     def _load_or_compute(self, row: dict[str, Any]) -> np.ndarray:
         path = flow_file(row, self.cfg)
@@ -214,7 +227,9 @@ class PairDataset(_EpochDataset):
         if self.images:
             x = crops_to_tensor(np.stack([onset, apex]), self.image_size)  # (2, 3, S, S)
             x_o, x_a = x[0], x[1]
-        if self.flows is not None:
+        if self.flows is not None and not flip and not angle:
+            f = torch.from_numpy(self.flows.channels(row).copy())  # (3, n, n)
+        elif self.flows is not None:
             uv = transform_field(self.flows.field(row), flip, angle)  # (size, size, 2)
             f = torch.from_numpy(channels_from_field(uv, self.flows.cfg.out_size))  # (3, n, n)
         return x_o, x_a, torch.tensor(int(row["label"])), i % len(self.rows), f

@@ -202,9 +202,17 @@ def loso_markdown(label: str, m: dict[str, Any], header: str = "", optimistic_la
                     + ", ".join(f"{k.split('/')[-1]} {v:.3f}" for k, v in acc.items())
                     + f"; lowest {min(acc.values()):.3f}.\n")
     scored = m.get("classes_scored")
+    t = m.get("time_per_fold")
+    run_line = f"Preset: `--recipe {m['recipe']}`" if m.get("recipe") else "Preset: none recorded"
+    if t:
+        run_line += (f"; time per fold {t['median_s']:.0f} s median ({t['min_s']:.0f}-{t['max_s']:.0f} s), "
+                     f"{t['total_s'] / 60:.1f} min in all, torch threads per fold {t['threads']}")
+    if not m.get("test_best") and t:
+        run_line += "; no per-epoch test predictions were kept (a run from before they were), so no optimistic row"
     return (
         (header + "\n\n" if header else "")
         + f"## {m['protocol']} leave-one-subject-out, {len(m['folds'])} folds, {m['pooled']['n']} samples\n\n"
+        + run_line + ".\n\n"
         + "Pooled over all folds (MEGC 2019, the headline"
         + (f"; UF1/UAR over the classes present in the ground truth: {', '.join(scored)}" if scored else "")
         + "):\n\n"
