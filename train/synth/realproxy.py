@@ -24,6 +24,12 @@ on them says little. This generator draws what real samples have and those clips
   sub-pixel head drift (up to ~1 px over a sample).
 - Subjects of different face sizes and class mixes; class shares as CASME II's CDE part
   (~60 % negative, ~22 % positive, ~18 % surprise).
+- Clips of one subject that differ before anything moves: head pose (roll, shift, scale,
+  yaw), light and a weak resting expression drawn per sample, as real clips recorded at
+  different times differ. In the first round without them (issue 24's calibration) the
+  two-frame networks could not even fit their training clips (training accuracy 0.56-0.70
+  against real data's 0.67-0.93); our guess, which the calibration tests, is that on real
+  data they fit partly by telling clips apart.
 
 Entry points: `write_realproxy(cfg)` writes the CASME II layout (frames + coding sheet +
 `synth_truth.json`) that `moext-train preprocess casme2` reads with the real reader;
@@ -156,14 +162,24 @@ class RealProxyConfig:
         fps: frame rate of the written samples (CASME II: 200).
         width, height: frame size (CASME II: 640x480).
         iod_px: (low, high) inter-ocular distance of the subjects' faces in pixels.
-        amplitude_iod: (low, high) peak movement as a fraction of the IOD, drawn
-            log-uniformly: the largest landmark move of an AU pattern, the 99th percentile of
-            the face's movement for a real flow.
+        amplitude_iod: (low, high) peak movement as a fraction of the IOD: the largest
+            landmark move of an AU pattern, the 99th percentile of the face's movement for a
+            real flow.
+        amplitude_draw: "uniform" or "log" (log-uniform: more small movements) over that range.
         onset_apex_ms, onset_offset_ms: (median, low, high) of the log-normal durations.
         noise_sigma: (low, high) per-sample sensor noise, 0..255 units.
         flicker: (low, high) per-sample relative amplitude of the 100 Hz light flicker.
         jpeg_quality: (low, high) per-sample JPEG quality of the written frames.
         drift_px: largest head drift over a sample, in pixels.
+        pose_deg, pose_shift_iod, pose_scale, pose_yaw_deg: largest per-sample head pose
+            (roll, shift as a fraction of the IOD, scale, yaw) held through the sample. Real
+            clips of one subject come from different recordings, so they differ in pose
+            (and in light and resting face, below) before anything moves; a network can
+            tell one training clip from another by that, as it can on real data, and the
+            onset-apex difference cancels it, as it does for a flow.
+        rest_iod: (low, high) of a resting expression (one weak AU, the same at onset and
+            apex) per sample.
+        gain, gradient: (low, high) per-sample exposure gain and left-right light slope.
         partial_share: share of real-flow samples kept to the upper or lower face only.
         one_sided_share: share of real-flow samples kept to one half of the face.
         seed: everything follows from it.
@@ -187,6 +203,14 @@ class RealProxyConfig:
     flicker: tuple[float, float] = (0.0, 0.015)
     jpeg_quality: tuple[int, int] = (70, 90)
     drift_px: float = 1.0
+    amplitude_draw: str = "uniform"
+    pose_deg: float = 3.0
+    pose_shift_iod: float = 0.04
+    pose_scale: float = 0.03
+    pose_yaw_deg: float = 4.0
+    rest_iod: tuple[float, float] = (0.0, 0.015)
+    gain: tuple[float, float] = (0.88, 1.08)
+    gradient: tuple[float, float] = (-0.12, 0.12)
     partial_share: float = 0.4
     one_sided_share: float = 0.25
     seed: int = 0
@@ -203,6 +227,8 @@ class RealProxyConfig:
         if not 0 < lo <= hi < 0.2:
             raise SynthError(f"realproxy: amplitude {lo} {hi}: give LOW HIGH with 0 < LOW <= HIGH < 0.2 "
                              "(fractions of the IOD, e.g. 0.005 0.035)")
+        if self.amplitude_draw not in ("uniform", "log"):
+            raise SynthError(f"realproxy: amplitude_draw {self.amplitude_draw!r}: choose uniform or log")
         if self.fps <= 0:
             raise SynthError(f"realproxy: fps {self.fps}: give a positive frame rate, e.g. 200")
 
@@ -484,6 +510,9 @@ class SampleSpec:
     jpeg_quality: int
     drift_px: tuple[float, float]
     seed: int
+    pose: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 1.0, 0.0)  # roll, dx, dy (px), scale, yaw
+    rest_aus: tuple[tuple[str, float], ...] = ()
+    rest_iod: float = 0.0
 
 
 def _lognormal_ms(rng: np.random.Generator, median: float, lo: float, hi: float) -> float:
@@ -515,9 +544,21 @@ def class_counts(cfg: RealProxyConfig) -> np.ndarray:
     return counts
 
 
+# Units of a resting face (a brow a little lowered, a faint smile, a lip pressed...).
+REST_UNITS = ("AU4", "AU12", "AU1", "AU15", "AU7", "AU6", "AU17", "AU24", "R12", "L14")
+
+
+def _draw_pose(cfg: RealProxyConfig, rng: np.random.Generator, iod: float) -> tuple[float, float, float, float, float]:
+    u = rng.uniform(-1.0, 1.0, 5)
+    return (float(u[0] * cfg.pose_deg), float(u[1] * cfg.pose_shift_iod * iod), float(u[2] * cfg.pose_shift_iod * iod),
+            float(1.0 + u[3] * cfg.pose_scale), float(u[4] * cfg.pose_yaw_deg))
+
+
 def plan_samples(cfg: RealProxyConfig, motions: Sequence[RealMotion]) -> list[SampleSpec]:
     """Every sample's draw, in subject order; deterministic for `cfg.seed`."""
     by_class: dict[str, list[RealMotion]] = {c: [m for m in motions if m.source.cls == c] for c in CLASSES}
+    # The pose shift is drawn in IOD; the subjects' IOD is drawn as build_subjects draws it.
+    iod_px = [float(np.random.default_rng([cfg.seed, 11, s]).uniform(*cfg.iod_px)) for s in range(cfg.subjects)]
     specs = []
     for s, row in enumerate(class_counts(cfg)):
         ep = 1
@@ -544,7 +585,8 @@ def plan_samples(cfg: RealProxyConfig, motions: Sequence[RealMotion]) -> list[Sa
                               if not optional or rng.random() < 0.5]
                     source, weights, aus = "au", tuple(chosen), au_code(chosen)
                 lo, hi = cfg.amplitude_iod
-                amp = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+                u_amp = float(rng.uniform(0.0, 1.0))
+                amp = lo + u_amp * (hi - lo) if cfg.amplitude_draw == "uniform" else lo * (hi / lo) ** u_amp
                 off = _lognormal_ms(rng, *cfg.onset_offset_ms)
                 apex = _lognormal_ms(rng, *cfg.onset_apex_ms)
                 apex = min(apex, off - 10.0)  # the apex comes before the offset
@@ -556,9 +598,12 @@ def plan_samples(cfg: RealProxyConfig, motions: Sequence[RealMotion]) -> list[Sa
                     apex_ms=apex, offset_ms=off, release=float(rng.uniform(0.0, 0.4)),
                     noise_sigma=float(rng.uniform(*cfg.noise_sigma)), flicker=float(rng.uniform(*cfg.flicker)),
                     flicker_phase=float(rng.uniform(0, 2 * math.pi)), flicker_beat_hz=float(rng.uniform(-1, 1)),
-                    gain=float(rng.uniform(0.93, 1.05)), gradient=float(rng.uniform(-0.06, 0.06)),
+                    gain=float(rng.uniform(*cfg.gain)), gradient=float(rng.uniform(*cfg.gradient)),
                     jpeg_quality=int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)),
                     drift_px=(d * math.cos(ang), d * math.sin(ang)), seed=int(rng.integers(2**31)),
+                    pose=_draw_pose(cfg, rng, iod_px[s]),
+                    rest_aus=((REST_UNITS[int(rng.integers(len(REST_UNITS)))], 1.0),),
+                    rest_iod=float(rng.uniform(*cfg.rest_iod)),
                 ))
                 ep += 1
     return specs
@@ -595,6 +640,9 @@ class SampleTruth:
     drift_px: float
     face: str
     person: str
+    pose: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 1.0, 0.0)
+    rest_aus: str = ""
+    rest_iod: float = 0.0
 
 
 def sample_field(subject: ProxySubject, spec: SampleSpec, motions: dict[str, RealMotion]) -> np.ndarray:
@@ -645,6 +693,11 @@ def render_sample(
     amps = np.concatenate([np.zeros(lead), prof, np.full(tail, prof[-1])]) * spec.amplitude_iod
     n = len(amps)
     fld = sample_field(subject, spec, motions)
+    rest = None
+    if spec.rest_iod > 0 and spec.rest_aus:
+        key = "realproxy-rest:" + "+".join(f"{a}:{w:g}" for a, w in spec.rest_aus)
+        rest = subject.identity.field_for(key, spec.rest_aus) * np.float32(spec.rest_iod)
+    roll, px, py, scale, yaw = spec.pose
     rng = np.random.default_rng(spec.seed)
     # Drift: raised cosine from 0 to the end vector over the sample, held before and after.
     frac = np.clip((np.arange(n) - lead) / max(n_event - 1, 1), 0.0, 1.0)
@@ -653,11 +706,15 @@ def render_sample(
     for t in range(n):
         time_s = t / fps
         dx, dy = spec.drift_px[0] * frac[t], spec.drift_px[1] * frac[t]
-        rig = subject.renderer.rigid(0.0, dx, dy)
+        rig = subject.renderer.rigid(roll, px + dx, py + dy, scale, yaw)
         # 100 Hz mains flicker: beats with the frame rate (at 200 fps nearly alternating frames).
         flick = spec.flicker * math.cos(2 * math.pi * (100.0 + spec.flicker_beat_hz) * time_s + spec.flicker_phase)
-        img = subject.renderer.frame(fld, float(amps[t]), rig, spec.gain * (1.0 + flick), spec.gradient,
-                                     spec.noise_sigma, rng)
+        if rest is None:
+            img = subject.renderer.frame(fld, float(amps[t]), rig, spec.gain * (1.0 + flick), spec.gradient,
+                                         spec.noise_sigma, rng)
+        else:  # the resting face and the movement on top of it: one field at amplitude 1
+            img = subject.renderer.frame(rest + np.float32(amps[t]) * fld, 1.0, rig, spec.gain * (1.0 + flick),
+                                         spec.gradient, spec.noise_sigma, rng)
         frames.append(compress(img, spec.jpeg_quality) if compressed else img)
     motion = spec.source.split("@")[0]
     real_person = None if spec.source == "au" else VIDEO_PERSONS.get(
@@ -670,7 +727,8 @@ def render_sample(
         fps=fps, num_frames=n, onset=lead, apex=lead + apex, offset=lead + n_event - 1, apex_ms=apex * dt,
         offset_ms=(n_event - 1) * dt, iod_px=subject.identity.iod, noise_sigma=spec.noise_sigma,
         flicker=spec.flicker, jpeg_quality=spec.jpeg_quality, drift_px=float(np.hypot(*spec.drift_px)),
-        face=subject.face, person=subject.person,
+        face=subject.face, person=subject.person, pose=spec.pose,
+        rest_aus=au_code(spec.rest_aus) if spec.rest_iod > 0 else "", rest_iod=spec.rest_iod,
     )
     return frames, truth
 
