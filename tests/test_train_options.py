@@ -85,12 +85,23 @@ def test_config_file_then_set_reproduces_a_run_with_one_change(tmp_path):
     (["--set", "lr"], ("write KEY=VALUE",)),
     (["--action-channels", "8"], ("--action-channels is not a setting of --method moext", "ma2mi/miacnet")),
     (["--config", "missing.json"], ("--config missing.json: no such file",)),
+    # Values are checked against their field's type and range before anything is written.
+    (["--set", "optim.lr=abc"], ("optim.lr takes a number",)),
+    (["--set", "augment.mirror=maybe"], ("augment.mirror takes true or false",)),
+    (["--set", "optim.epochs=2.5"], ("optim.epochs takes a whole number",)),
+    (["--set", "optim.lr=0"], ("optim.lr=0.0: must be above 0.0",)),
+    (["--set", "optim.schedule=linear"], ("choose constant or cosine",)),
+    (["--set", "augment.repeats=0"], ("augment.repeats=0: must be at least 1",)),
+    (["--set", "augment.contrast_gain=[1.2]"], ("a JSON pair of numbers",)),
+    (["--set", "model.flow_input=yes"], ("model.flow_input takes true or false",)),
+    (["--set", "model.dropout=high"], ("model.dropout takes a number",)),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, args, needles):
     cache = make_cache(tmp_path / "cache", subjects=2)
     r = _invoke(["finetune", str(cache), "--protocol", "cde", "--out", str(tmp_path / "run"), *FAST, *MODEL_FLAGS,
                  *args])
     _one_line_error(r, *needles)
+    assert not (tmp_path / "run").exists()  # nothing written, so no --resume can pick it up
 
 
 def test_a_method_is_configured_the_same_way_as_moext(tmp_path):
@@ -158,12 +169,18 @@ def test_test_best_selection_is_reported_only_beside_the_strict_figure(tmp_path)
     assert all(len(f["test_by_epoch"]) == 2 for f in folds)
 
 
-def test_fixed_selection_reports_no_optimistic_figure(tmp_path):
+def test_fixed_selection_reports_the_optimistic_figure_beside_the_strict_one(tmp_path):
+    """Every report shows the strict figure and, below it and labelled, what published code
+    would report (issue 24: strict beside test-best, always); the strict one never changes."""
     cache = make_cache(tmp_path / "cache", subjects=2)
     r = _invoke(["loso", str(cache), "--protocol", "cde", "--out", str(tmp_path / "run"), *FAST, *MODEL_FLAGS])
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert "test_best" not in m and "optimistic" not in (tmp_path / "run" / "results.md").read_text()
+    folds = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "folds").glob("*.json"))]
+    assert all(f["selection"] == "fixed" and f["selected_epoch"] == 1 for f in folds)
+    assert m["test_best"]["label"] == "optimistic: test-fold selection"
+    md = (tmp_path / "run" / "results.md").read_text()
+    assert md.index("optimistic: test-fold selection") > md.index("| moext")
 
 
 def test_verbose_keeps_native_logs(tmp_path, monkeypatch):

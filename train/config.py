@@ -13,6 +13,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def _check_range(cfg: Any, limits: dict[str, tuple]) -> None:
+    """Refuse a setting of the wrong type or outside its range, naming it (`group.field`)."""
+    group = {"OptimConfig": "optim", "AugmentConfig": "augment"}.get(type(cfg).__name__, "")
+    for name, (low, high, *how) in limits.items():
+        v = getattr(cfg, name)
+        want = int if isinstance(low, int) and not isinstance(low, bool) else float
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not isinstance(v, int)):
+            raise TrainError(f"{group}.{name}={v!r}: takes {'a whole number' if want is int else 'a number'}")
+        if (v <= low if how else v < low) or (high is not None and v > high):
+            span = f"above {low}" if how else f"at least {low}"
+            raise TrainError(f"{group}.{name}={v!r}: must be {span}" + (f" and at most {high}" if high is not None else ""))
+    for f in dataclasses.fields(cfg):
+        if f.type in ("bool", bool) and not isinstance(getattr(cfg, f.name), bool):
+            raise TrainError(f"{group}.{f.name}={getattr(cfg, f.name)!r}: takes true or false")
+
+
 @dataclass
 class OptimConfig:
     """Adam and its schedule (fixed: no epoch is ever chosen by a test subject).
@@ -41,6 +60,13 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
     freeze_epochs: float = 0.0
     transfer_lr_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_range(self, {"batch_size": (1, None), "epochs": (0, None), "lr": (0.0, None, "above"),
+                            "weight_decay": (0.0, None), "warmup_epochs": (0.0, None), "min_lr_ratio": (0.0, 1.0),
+                            "freeze_epochs": (0.0, None), "transfer_lr_ratio": (0.0, None)})
+        if self.schedule not in SCHEDULES:
+            raise TrainError(f"optim.schedule={self.schedule!r}: choose {' or '.join(SCHEDULES)}")
 
     def lr_at(self, progress: float, transferred: bool = False) -> float:
         """The learning rate after `progress` epochs (fractional); `transferred`: for the
@@ -91,6 +117,11 @@ class AugmentConfig:
     rigid_deg: float = 0.0
     rigid_scale: float = 0.0
     sensor_noise_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_range(self, {"repeats": (1, None), "max_rotation_deg": (0.0, 180.0), "expansion_m": (1, None),
+                            "noise_std": (0.0, None), "rigid_px": (0.0, None), "rigid_deg": (0.0, None),
+                            "rigid_scale": (0.0, 0.9), "sensor_noise_std": (0.0, None)})
 
 
 @dataclass

@@ -248,8 +248,42 @@ class Options:
                     raise TrainError(f"--set {key} is ambiguous ({', '.join(f'{g}.{field}' for g in hits)}); "
                                      "write group.field")
                 group = hits[0]
-            out.append((group, field, value))
+            out.append((group, field, self._typed(group, field, key, value)))
         return out
+
+    def _typed(self, group: str, field: str, key: str, value: Any) -> Any:
+        """A --set value checked against its field's type (a string "abc" for a float, or
+        "maybe" for a switch, is refused here, before anything is written)."""
+        kinds = {fl.kind for fl in self.flags if fl.group == group and fl.field == field}
+        if (group, field) == ("augment", "contrast_gain"):
+            kinds = {tuple}
+        kind = next(iter(kinds)) if len(kinds) == 1 else None
+        bad = None
+        if kind is bool:
+            if not isinstance(value, bool):
+                bad = "true or false"
+        elif kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                bad = "a whole number"
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                bad = "a number"
+            else:
+                value = float(value)
+        elif kind is str:
+            if value is not None and not isinstance(value, str):
+                value = json.dumps(value)  # e.g. --set backbone=18 stays the name "18"
+        elif kind is tuple or typing.get_origin(kind) is tuple:
+            if not (isinstance(value, list) and len(value) == 2 and value[0] <= value[1]
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+                bad = "a JSON pair of numbers LOW <= HIGH, e.g. [1.2, 1.6]"
+        elif kind is not None and typing.get_origin(kind) is list:
+            if not isinstance(value, list):
+                bad = "a JSON list, e.g. [\"a\", \"b\"]"
+        if bad:
+            raise TrainError(f"--set {key}={json.dumps(value) if not isinstance(value, str) else value}: "
+                             f"{group}.{field} takes {bad}")
+        return value
 
     def values(self, group: str) -> dict[str, Any]:
         """Settings of one group: --config's, then flags, then --set."""
