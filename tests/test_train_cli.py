@@ -44,7 +44,8 @@ def test_empty_manifest_is_one_line_error(tmp_path):
     cache.mkdir()
     (cache / "manifest.jsonl").write_text("")
     r = _invoke(["pretrain", str(cache), "--out", str(tmp_path / "run"), *FAST, *MODEL_FLAGS])
-    _one_line_error(r, "preprocess")
+    line = _one_line_error(r, "is empty", "moext-train preprocess")
+    assert "landmarker" not in line and "face mesh" not in line  # not blamed on a landmarker
 
 
 def test_all_rows_skipped_is_one_line_error(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from train_data_helpers import TINY_MODEL, make_cache
 from typer.testing import CliRunner
 
-from moext import ModelConfig, MoExtPretrain, save_checkpoint
+from moext import MoExtClassifier, ModelConfig, MoExtPretrain, save_checkpoint
 from train.cli import app
 
 MODEL_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_MODEL.items()]
@@ -148,7 +148,24 @@ def test_evaluate_refuses_bad_inputs_in_one_line(tmp_path):
     r = _invoke(["evaluate", str(ckpt), str(cache), "--protocol", "samm-5", "--out", str(tmp_path / "b")])
     _one_line_error(r, "protocol 'samm-5' keeps none of the micro-expression samples")
     r = _invoke(["evaluate", str(ckpt), str(cache), "--protocol", "casme2-5", "--out", str(tmp_path / "c")])
-    _one_line_error(r, "protocol casme2-5 has the classes", "was trained on ['negative', 'positive', 'surprise']")
+    line = _one_line_error(r, "protocol casme2-5 has the classes", "was trained on ['negative', 'positive', 'surprise']")
+    assert "cde" in line.split("choose")[-1] and "casme2-5" not in line.split("choose")[-1]
+    # A 5-class checkpoint refused under cde is pointed at its own protocol, not back at cde.
+    five = MoExtClassifier(ModelConfig(**{**TINY_MODEL, "num_classes": 5,
+                                          "class_names": ["happiness", "repression", "disgust", "surprise", "others"]}))
+    five_path = save_checkpoint(five, tmp_path / "five.safetensors")
+    r = _invoke(["evaluate", str(five_path), str(cache), "--protocol", "cde", "--out", str(tmp_path / "d")])
+    line = _one_line_error(r, "protocol cde has the classes")
+    assert "casme2-5" in line.split("choose")[-1] and "cde" not in line.split("choose")[-1]
+
+
+def test_evaluate_quiet_prints_only_warnings(tmp_path):
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    ckpt = _classifier(tmp_path, cache)
+    r = _invoke(["evaluate", str(ckpt), str(cache), "--protocol", "cde", "--out", str(tmp_path / "q"), "-q"])
+    assert r.exit_code == 0 and "pooled" not in r.output, r.output  # warnings stay; the table goes
+    assert all(ln.startswith("warning: ") for ln in r.output.strip().splitlines())
+    assert (tmp_path / "q" / "metrics.json").is_file()
 
 
 def test_test_best_selection_is_reported_only_beside_the_strict_figure(tmp_path):

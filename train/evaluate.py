@@ -38,9 +38,14 @@ def evaluate(checkpoint: Path, caches: list[str], protocol: str, out_dir: Path) 
     rows, class_names = protocol_rows(caches, protocol)
     mine = list(model.cfg.class_names)
     if sorted(mine) != sorted(class_names):
+        from train.protocols import PROTOCOLS
+
+        fits = [name for name, p in PROTOCOLS.items() if sorted(p.classes) == sorted(mine) and name != protocol]
+        hint = (f"choose a protocol with the checkpoint's classes: {', '.join(fits)}" if fits else
+                "no protocol has exactly the checkpoint's classes; evaluate it on data of the protocol it was "
+                "trained with")
         raise TrainError(f"protocol {protocol} has the classes {class_names} but {checkpoint} was trained on {mine}; "
-                         "choose a protocol with the checkpoint's classes (e.g. cde or casme3-3 for "
-                         "negative/positive/surprise)")
+                         + hint)
     to_protocol = [class_names.index(c) for c in mine]  # checkpoint label -> protocol label
     probs = predict(model, rows)  # (N, K) in the checkpoint's order
     trained_on = set(meta.get("extra", {}).get("trained_on") or [])

@@ -45,6 +45,12 @@ def load_rows(caches: Sequence[str | Path]) -> list[dict[str, Any]]:
                 f"{cache} has no {MANIFEST}; it is not a preprocess cache. Run `moext-train "
                 f"preprocess DATASET ROOT --out {cache}`"
             )
+        if not (cache / MANIFEST).read_text().strip():
+            # Before the landmarker check: an empty cache was made by no landmarker at all.
+            raise TrainError(
+                f"{cache / MANIFEST} is empty: preprocess wrote no sample there; re-run `moext-train "
+                f"preprocess DATASET ROOT --out {cache}` and check that ROOT holds the dataset"
+            )
         try:
             check_landmarker(cache)
         except CacheError as e:

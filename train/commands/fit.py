@@ -271,6 +271,7 @@ def evaluate_cmd(
     caches: Caches,
     out: Out,
     protocol: Annotated[str, typer.Option(help="label map of the caches: casme2-5, samm-5, casme3-3/4/7, cde")],
+    quiet: Quiet = False,
     threads: Threads = None,
 ) -> None:
     """Score a trained classifier on another dataset's cache (cross-dataset evaluation):
@@ -280,6 +281,7 @@ def evaluate_cmd(
     _check_caches(caches)
     _set_threads(threads)
     metrics = evaluate(checkpoint, [str(c) for c in caches], protocol, out)
-    _print_metrics(metrics, out)
+    if not quiet:
+        _print_metrics(metrics, out)
     if metrics.get("warning"):
         typer.echo(f"warning: {metrics['warning']}")
