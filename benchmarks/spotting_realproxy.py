@@ -22,8 +22,9 @@ to the end of the stream (tests/test_spotting.py).
 
 `--code DIR` runs another checkout's `realtime` (e.g. a `git worktree` of 751d615, the
 spotter the real figures were measured on) on the same rendered frames: the generator is
-imported from this checkout first, then DIR goes first on the path for `realtime`. `moext`
-is this checkout's (the two must not differ there).
+imported first (from this checkout, or from `--generator DIR`'s train/, a frozen copy while
+the generator is being edited; the report names the file and its hash), then DIR goes first
+on the path for `realtime`. `moext` is this checkout's (the two must not differ there).
 
 The real figures beside the table are issue 25's, measured independently at 28.6 fps (every
 7th frame of 200) and 200 fps; the material is not in this repository. Every figure this
@@ -34,6 +35,7 @@ script writes is measured on generated data. Results: printed, and saved as
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -108,7 +110,8 @@ def to_markdown(report: dict) -> str:
     lines = [
         f"# Live spotting on the real-data proxy ({report['date']})",
         "",
-        f"Spotter: {report['code']}. Proxy: `train.synth.realproxy`, seed {report['seed']}, "
+        f"Spotter: {report['code']}. Proxy: `train.synth.realproxy` ({report['generator']}, sha256 "
+        f"{report['generator_sha256']}...), seed {report['seed']}, "
         f"{report['n_samples']} of its {report['planned']} samples (every {report['every']}th"
         + (f"; release redrawn in {report['release'][0]:g}-{report['release'][1]:g}" if report.get("release") else "")
         + "), each "
@@ -142,6 +145,9 @@ def main() -> None:
     ap.add_argument("--fps", type=float, nargs="+", default=[30.0, 200.0])
     ap.add_argument("--release", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                     help="redraw every sample's release (share of the apex left at the offset) in [LOW, HIGH]")
+    ap.add_argument("--generator", type=Path, default=None,
+                    help="a folder whose train/ provides the generator (a frozen copy, so that runs of "
+                         "two checkouts render the same samples while the generator is being edited)")
     ap.add_argument("--code", type=Path, default=None,
                     help="a checkout whose realtime/ runs instead of this one's (e.g. /tmp/moext-base-spot)")
     ap.add_argument("--results", type=Path, default=RESULTS)
@@ -149,6 +155,8 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
 
+    if args.generator is not None:
+        sys.path.insert(0, str(args.generator.resolve()))
     from moext.face import FaceMesh
     from train.synth.realproxy import RealProxyConfig, build_subjects, load_motions, plan_samples, render_sample
 
@@ -157,6 +165,7 @@ def main() -> None:
             raise SystemExit("realtime was imported before --code could take effect")
         sys.path.insert(0, str(args.code.resolve()))
     import realtime
+    import train.synth.realproxy as proxy_module
     from realtime.recognizer import Recognizer
 
     code = str(Path(realtime.__file__).resolve().parents[1])
@@ -192,7 +201,9 @@ def main() -> None:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {platform.system()} {platform.release()}",
         "command": "python benchmarks/spotting_realproxy.py " + " ".join(sys.argv[1:]),
-        "code": code, "seed": args.seed, "every": args.every, "planned": len(specs),
+        "code": code, "generator": str(Path(proxy_module.__file__).resolve()),
+        "generator_sha256": hashlib.sha256(Path(proxy_module.__file__).read_bytes()).hexdigest()[:16],
+        "seed": args.seed, "every": args.every, "planned": len(specs),
         "release": args.release,
         "n_samples": len(chosen),
         "rates": {f"{fps:g}": summarise(rows[fps]) for fps in args.fps},
