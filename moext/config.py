@@ -75,6 +75,10 @@ class ModelConfig(FlowFields, JsonConfig):
             input of the head: an STSTNet branch whose logits are added to the motion
             head's. choice: the paper has no flow; real micro-expressions reward explicit
             motion (a 16-filter flow network beat our two-frame MoExt on real CASME II).
+        flow_target: weight of a pre-training term L_flow (arch=unet): M predicts the onset
+            -> apex optical flow (u, v) at its map's resolution through a 1x1 convolution,
+            mean absolute error in pixels of the flow grid. 0 = the paper's pretext alone.
+            choice: the paper's pretext has no flow; this tells E what motion is explicitly.
     """
 
     arch: str = "unet"
@@ -96,6 +100,7 @@ class ModelConfig(FlowFields, JsonConfig):
     margin_ss: float = 0.3
     dropout: float = 0.2
     flow_input: bool = False
+    flow_target: float = 0.0
 
     def __post_init__(self) -> None:
         self.check_flow("ModelConfig")
@@ -105,6 +110,9 @@ class ModelConfig(FlowFields, JsonConfig):
                 f"class_names {self.class_names}; give one name per class."
             )
 
+        if self.flow_target < 0 or (self.flow_target > 0 and self.arch != "unet"):
+            raise ValueError(f"ModelConfig: flow_target={self.flow_target}; a weight >= 0, and only with "
+                             "arch=unet (the flow is predicted from the motion map M)")
         if self.reconstruction not in ("residual", "full"):
             raise ValueError(f"ModelConfig: reconstruction={self.reconstruction!r}; choose residual or full")
         if self.arch not in ARCHS:

@@ -325,3 +325,40 @@ def test_sde_five_class_runs_the_same_way(tmp_path):
     assert m["class_names"] == ["happiness", "repression", "disgust", "surprise", "others"]
     assert m["classes_scored"] == ["happiness", "disgust", "surprise"] and m["pooled"]["n"] == 6
     assert "test_best" in m and m["recipe"] == "cpu"
+
+
+def test_flow_target_is_the_hand_computed_error_of_the_predicted_flow():
+    from moext import MoExtPretrain
+    from moext.modeling.losses import flow_target_loss, pretraining_loss
+
+    torch.manual_seed(0)
+    model = MoExtPretrain(ModelConfig(**TINY_MODEL, flow_target=0.5))
+    m = torch.randn(2, 8, 8, 8)
+    flow = torch.zeros(2, 3, 28, 28)
+    flow[:, 0] = 2.0  # u = 2 px everywhere, v = 0
+    want = (model.predict_flow(m) - torch.cat([torch.full((2, 1, 8, 8), 2.0), torch.zeros(2, 1, 8, 8)], 1)).abs().mean()
+    assert torch.allclose(flow_target_loss(model, m, flow), want)
+    x = torch.randn(2, 3, 3, 32, 32)
+    with_flow = pretraining_loss(model, x, x, flow)
+    plain = pretraining_loss(MoExtPretrain(ModelConfig(**TINY_MODEL)), x, x)
+    assert with_flow.flow is not None and "flow" in with_flow.items() and plain.flow is None
+    assert torch.allclose(with_flow.total, with_flow.re + 0.5 * with_flow.st + with_flow.ss + 0.5 * with_flow.flow)
+    with pytest.raises(ValueError, match="flow"):
+        pretraining_loss(model, x, x)
+    with pytest.raises(ValueError, match="arch=unet"):
+        ModelConfig(**{**TINY_MODEL, "arch": "paper"}, flow_target=1.0)
+
+
+def test_pretraining_with_a_flow_target_then_loso_by_cli(tmp_path):
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    r = _invoke(["pretrain", str(cache), "--out", str(tmp_path / "pre"), *FAST, *MODEL_FLAGS, "--branch-pool", "1",
+                 "--flow-target", "1.0"])
+    assert r.exit_code == 0, r.output
+    extra = json.loads((tmp_path / "pre" / "pretrained.json").read_text())["extra"]
+    assert "flow" in extra["history"][-1] and extra["run"]["model"]["flow_target"] == 1.0
+    r = _invoke(["loso", str(cache), "--protocol", "cde", "--init", str(tmp_path / "pre" / "pretrained.safetensors"),
+                 "--out", str(tmp_path / "loso"), *FAST])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "loso" / "config.json").read_text())["model"]["flow_input"] is True
+    r = _invoke(["pretrain", str(cache), "--out", str(tmp_path / "bad"), *FAST, *MODEL_FLAGS, "--flow-target", "-1"])
+    assert r.exit_code == 2 and "flow_target" in r.output and not (tmp_path / "bad").exists()

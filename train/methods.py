@@ -83,15 +83,17 @@ def get_method(name: str) -> Method:
 
 
 def _moext_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
-    x_o, x_a = batch  # (B, m, 3, S, S) expansion sets of onset and apex
-    losses = pretraining_loss(model, x_o, x_a)
+    x_o, x_a = batch[:2]  # (B, m, 3, S, S) expansion sets of onset and apex
+    flow = batch[2] if len(batch) > 2 else None  # (B, 3, n, n) with flow_target
+    losses = pretraining_loss(model, x_o, x_a, flow)
     return losses.total, losses.items()
 
 
 def _moext_dataset(rows, cfg: ModelConfig, augment, seed):
     from train.pairs import ExpansionPairDataset  # late: keeps `train.methods` import light
 
-    return ExpansionPairDataset(rows, cfg.image_size, augment, seed)
+    return ExpansionPairDataset(rows, cfg.image_size, augment, seed,
+                                flow=cfg.flow if cfg.flow_target > 0 else None)
 
 
 # Pairs measured after pre-training: enough for stable means, few enough to take seconds.

@@ -267,17 +267,26 @@ class FramePairDataset(_EpochDataset):
 
 
 class ExpansionPairDataset(_EpochDataset):
-    """(x_o, x_a) expansion sets for MoExt pre-training, each (m, 3, S, S) (§3.2)."""
+    """(x_o, x_a) expansion sets for MoExt pre-training, each (m, 3, S, S) (§3.2); with
+    `flow` (ModelConfig.flow_target) also the real pair's onset -> apex flow (3, n, n),
+    mirrored and rotated with the frames."""
 
-    def __init__(self, rows, image_size: int, augment: AugmentConfig, seed: int):
+    def __init__(self, rows, image_size: int, augment: AugmentConfig, seed: int, *, flow: FlowConfig | None = None):
         super().__init__(rows, image_size, augment, seed)
+        self.flows = FlowStore(flow, self.read) if flow is not None else None
 
     def __getitem__(self, i: int):
-        rng, onset, apex, _ = self._pair(i)
+        row = self.rows[i % len(self.rows)]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        onset, apex, flip, angle = augment_pair_geometry(self.read(row["onset"]), self.read(row["apex"]),
+                                                         rng, self.augment)
         crops = expansion_set(onset, rng, self.augment) + expansion_set(apex, rng, self.augment)
         x = crops_to_tensor(np.stack(crops), self.image_size)  # (2m, 3, S, S)
         m = self.augment.expansion_m
-        return x[:m], x[m:]
+        if self.flows is None:
+            return x[:m], x[m:]
+        uv = transform_field(self.flows.field(row), flip, angle)  # (size, size, 2)
+        return x[:m], x[m:], torch.from_numpy(channels_from_field(uv, self.flows.cfg.out_size))
 
 
 def make_loader(

@@ -69,12 +69,23 @@ class PretrainLosses:
     re: torch.Tensor
     st: torch.Tensor
     ss: torch.Tensor
+    flow: torch.Tensor | None = None  # L_flow, with ModelConfig.flow_target > 0
 
     def items(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("total", "re", "st", "ss")}
+        keys = ("total", "re", "st", "ss") + (("flow",) if self.flow is not None else ())
+        return {k: float(getattr(self, k).detach()) for k in keys}
 
 
-def pretraining_loss(model: MoExtPretrain, x_o: torch.Tensor, x_a: torch.Tensor) -> PretrainLosses:
+def flow_target_loss(model: MoExtPretrain, m: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """L_flow (`ModelConfig.flow_target`): mean absolute error between the flow M predicts and
+    the measured onset -> apex flow (u, v of `moext.flow.motion_channels`, resampled to M's
+    (h, w)), in pixels of the flow grid."""
+    target = F.interpolate(flow[:, :2], size=m.shape[-2:], mode="bilinear", align_corners=False)
+    return (model.predict_flow(m) - target).abs().mean()  # (B, 2, h, w) -> scalar
+
+
+def pretraining_loss(model: MoExtPretrain, x_o: torch.Tensor, x_a: torch.Tensor,
+                     flow: torch.Tensor | None = None) -> PretrainLosses:
     """L = L_re + a1 L_st + a2 L_ss (eq. 9) for a batch of expanded onset/apex pairs.
 
     Args:
@@ -96,7 +107,13 @@ def pretraining_loss(model: MoExtPretrain, x_o: torch.Tensor, x_a: torch.Tensor)
     is_apex = torch.arange(2 * m, device=s.device) >= m
     l_ss = shape_shape_loss(s2, is_apex, model.projection, cfg.margin_ss)
     total = l_re + cfg.alpha_st * l_st + cfg.alpha_ss * l_ss
-    return PretrainLosses(total=total, re=l_re, st=l_st, ss=l_ss)
+    l_flow = None
+    if getattr(cfg, "flow_target", 0.0) > 0:
+        if flow is None:
+            raise ValueError("flow_target > 0: pass the onset -> apex flow (B, 3, n, n) of the real pairs")
+        l_flow = flow_target_loss(model, model.motion_features(s2[:, 0], s2[:, m]), flow)
+        total = total + cfg.flow_target * l_flow
+    return PretrainLosses(total=total, re=l_re, st=l_st, ss=l_ss, flow=l_flow)
 
 
 @torch.no_grad()

@@ -267,8 +267,15 @@ class MoExtPretrain(nn.Module):
                 if out.bias is not None:
                     out.bias.zero_()
 
+        # flow_target: M -> the onset -> apex flow (u, v) at M's resolution (L_flow).
+        self.flow_predictor = nn.Conv2d(cfg.branch_channels, 2, 1) if cfg.flow_target > 0 else None
+
     def motion_features(self, s_o: torch.Tensor, s_a: torch.Tensor) -> torch.Tensor:
         return _motion(self.motion, self.cfg, s_o, s_a)
+
+    def predict_flow(self, m: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) motion map -> (B, 2, h, w) predicted flow (u, v); needs flow_target."""
+        return self.flow_predictor(m)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Shape and texture features of a batch of frames: (N, 3, H, W) -> S, T (N, D) with
