@@ -145,3 +145,5 @@ def test_config_check_names_the_fix():
         replace(RealProxyConfig(out=Path("x")), subjects=5, samples=3).check()
     with pytest.raises(SynthError, match="unknown motions"):
         replace(RealProxyConfig(out=Path("x")), motions=("nope",)).check()
+    with pytest.raises(SynthError, match="uniform or log"):
+        replace(RealProxyConfig(out=Path("x")), amplitude_draw="gauss").check()
