@@ -234,6 +234,23 @@ def check_frame(frame_bgr) -> np.ndarray:
     return frame_bgr
 
 
+# MediaPipe counts time in int64 microseconds; this leaves room and still takes epoch
+# milliseconds (1.7e12).
+MAX_TIMESTAMP_MS = 1e15
+
+
+def check_timestamp(timestamp_ms) -> float:
+    """A frame's timestamp as float milliseconds, or a ValueError that says what to pass."""
+    try:
+        ts = float(timestamp_ms)
+    except (TypeError, ValueError, OverflowError):
+        ts = float("nan")
+    if not math.isfinite(ts) or not 0.0 <= ts <= MAX_TIMESTAMP_MS:
+        raise ValueError(f"timestamp {timestamp_ms!r} is not a number of milliseconds in [0, {MAX_TIMESTAMP_MS:.0e}]; "
+                         "give each frame its capture time (e.g. the source's CAP_PROP_POS_MSEC)")
+    return ts
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(-1, keepdims=True)
     e = np.exp(z)
@@ -377,7 +394,14 @@ class Recognizer:
         self._reset_stats()
 
     def close(self) -> None:
+        """Release the face tracker; `process` and `prepare` refuse frames afterwards."""
+        self._closed = True
         self._mesh.close()
+
+    def _check_open(self) -> None:
+        if getattr(self, "_closed", False):
+            raise RecognizerError("this Recognizer was closed; build a new one (Recognizer.from_checkpoint) "
+                                  "to process more frames")
 
     def __enter__(self) -> "Recognizer":
         return self
@@ -417,16 +441,17 @@ class Recognizer:
         time for it). Without `timestamp_ms` the spotter measures the flow itself, later.
         Raises ValueError for a frame that is not HxWx3 uint8 BGR (`check_frame`).
         """
+        self._check_open()
         return self._prepare(check_frame(frame_bgr), align, timestamp_ms)
 
     def _prepare(self, frame_bgr: np.ndarray, align: bool, timestamp_ms: float | None) -> Prepared:
         # Prepared frames come in stream order, one each, so this count is the frame's index
         # in `process` (which decides the same way whether to classify it).
         classify = self._n_prepared % self.config.classify_every == 0
-        self._n_prepared += 1
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         det = self._mesh.detect(frame_bgr, timestamp_ms)
+        self._n_prepared += 1  # after the tracker: a frame it refused was not prepared
         t1 = time.perf_counter()
         timings["landmarks"] = (t1 - t0) * 1e3
         if isinstance(det, NoFace):
@@ -492,12 +517,10 @@ class Recognizer:
         `prepared` is this frame's `prepare(frame_bgr)` when a pipeline ran it already.
         """
 
+        self._check_open()
         if prepared is None:
             check_frame(frame_bgr)  # before any state moves: a refused frame changes nothing
-        ts = float(timestamp_ms)
-        if not math.isfinite(ts):
-            raise ValueError(f"timestamp {timestamp_ms!r} is not a finite number of milliseconds; "
-                             "give each frame its capture time (e.g. the source's CAP_PROP_POS_MSEC)")
+        ts = check_timestamp(timestamp_ms)
         if self._last_ts is not None and ts <= self._last_ts:
             raise ValueError(
                 f"timestamp {ts} ms is not after the previous {self._last_ts} ms; timestamps "
@@ -506,11 +529,13 @@ class Recognizer:
         now = time.perf_counter()
         if self._t_start is None:
             self._t_start = now
+        if prepared is None:
+            # Before the stream's clock moves: a frame the face tracker refuses leaves the
+            # recognizer as it was, so the next frame is judged against the last good one.
+            prepared = self._prepare(frame_bgr, True, ts)
         self._last_ts = ts
         index = self.frames
         self.frames += 1
-        if prepared is None:
-            prepared = self._prepare(frame_bgr, True, ts)
         timings = dict(prepared.timings)
         det = prepared.detection
         if isinstance(det, NoFace):

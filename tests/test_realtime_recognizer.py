@@ -137,12 +137,39 @@ def test_frames_that_are_not_uint8_bgr_are_refused_at_the_door(recognizer, frame
     assert recognizer.frames == 0  # nothing moved: the next good frame is frame 0
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_non_finite_timestamps_are_refused(recognizer, face, bad):
-    with pytest.raises(ValueError, match="not a finite number of milliseconds"):
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None, 10**400, 4.7e18, -5.0, "soon"])
+def test_bad_timestamps_are_refused_and_leave_no_trace(recognizer, face, bad):
+    """Non-finite, non-numeric, overflowing and out-of-range times (MediaPipe refuses 4.7e18
+    ms) are a ValueError before any state moves."""
+    with pytest.raises(ValueError, match="is not a number of milliseconds"):
         recognizer.process(canvas((face, 200, 60)), bad)
+    assert recognizer.frames == 0
     # ...and the stream goes on: a later frame is still accepted.
     assert recognizer.process(canvas((face, 200, 60)), 10.0).face_found
+    assert recognizer.process(canvas((face, 200, 60)), 43.0).face_found
+
+
+def test_a_frame_the_tracker_refuses_does_not_move_the_clock(recognizer, face, monkeypatch):
+    def refuse(*_a, **_k):
+        raise RuntimeError("tracker refused the frame")
+
+    assert recognizer.process(canvas((face, 200, 60)), 10.0).face_found
+    good = recognizer._mesh.detect
+    monkeypatch.setattr(recognizer._mesh, "detect", refuse)
+    with pytest.raises(RuntimeError):
+        recognizer.process(canvas((face, 200, 60)), 1000.0)
+    monkeypatch.setattr(recognizer._mesh, "detect", good)
+    assert recognizer.frames == 1
+    assert recognizer.process(canvas((face, 200, 60)), 43.0).face_found  # judged against 10 ms, not 1000
+
+
+def test_a_closed_recognizer_refuses_frames(recognizer, face):
+    assert recognizer.process(canvas((face, 200, 60)), 10.0).face_found
+    recognizer.close()
+    with pytest.raises(RecognizerError, match="closed"):
+        recognizer.process(canvas((face, 200, 60)), 43.0)
+    with pytest.raises(RecognizerError, match="closed"):
+        recognizer.prepare(canvas((face, 200, 60)))
 
 
 def test_a_few_noisy_pixels_after_a_face_are_no_face(recognizer, face):
