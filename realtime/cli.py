@@ -177,6 +177,8 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
     from realtime.spotting import SpottingConfig
 
     # Open the cheap things first so that a typo in a path fails before models load.
+    if events_path and frames_path and Path(events_path).resolve() == Path(frames_path).resolve():
+        _fail(f"--events and --frames both name {events_path}; give each its own file (their rows differ)")
     try:
         source = open_source(camera=camera, video=video, fps=fps)
     except SourceError as e:
@@ -320,6 +322,10 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
                    "dropped movements with the rule that dropped each)")
     if fr_w is not None:
         typer.echo(f"frames written: {fr_w.path} ({fr_w.count} rows)")
+    # A run cut short by Ctrl-C or SIGTERM is not a finished one: 128 + the signal (130, 143),
+    # as shells report it, so that a script can tell the two apart. Its files are complete.
+    if stopped.startswith("interrupted"):
+        return 128 + (signal.SIGTERM if "SIGTERM" in stopped else signal.SIGINT)
     return 0
 
 

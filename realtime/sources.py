@@ -104,6 +104,9 @@ class _Source:
         raise NotImplementedError
 
 
+STILL_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
 class VideoSource(_Source):
     """Any file OpenCV can read; `loop=True` starts over at the end (timestamps go on)."""
 
@@ -114,6 +117,10 @@ class VideoSource(_Source):
         self.loop = loop
         if not self.path.is_file():
             raise SourceError(f"video {self.path} does not exist; pass a readable video file")
+        if self.path.suffix.lower() in STILL_SUFFIXES:
+            # OpenCV opens a photo as a one-frame "video" that then looks truncated.
+            raise SourceError(f"{self.path.name} is a still image, not a video: pass a video file (mp4, webm, "
+                              "avi, mov ...) or a folder of frames")
         with _opencv_quiet():
             self.cap = cv2.VideoCapture(str(self.path))
             opened = self.cap.isOpened()

@@ -149,6 +149,8 @@ class WebApp:
         try:
             src = VideoSource(path)
         except SourceError as e:
+            if "still image" in str(e):
+                raise gr.Error(str(e)) from None
             raise gr.Error(f"{Path(path).name}: {str(e).split(';')[-1].strip() or e}") from None
         n = src.frame_count
         seconds = n / src.fps if n else 0.0

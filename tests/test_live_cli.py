@@ -86,6 +86,22 @@ def test_real_entry_point_prints_one_line_no_traceback(env):
         assert len(lines) == 1 and lines[0].startswith(first), lines  # OpenCV/FFmpeg kept quiet
 
 
+def test_a_photo_is_not_a_video(env):
+    photo = env / "photo.jpg"
+    cv2.imwrite(str(photo), np.full((64, 64, 3), 128, np.uint8))
+    r = runner.invoke(app, ["--video", str(photo), "--headless"])
+    assert r.exit_code == 2 and "is a still image, not a video" in _err(r)
+
+
+def test_events_and_frames_in_one_file_are_refused(env, tiny_ck, face_frames):
+    v = write_video(env / "v.mp4", face_frames[:5])
+    same = env / "s.csv"
+    r = runner.invoke(app, ["--video", str(v), "--checkpoint", str(tiny_ck), "--headless", "--backend", "onnx",
+                            "--events", str(same), "--frames", str(env / "." / "s.csv")])
+    assert r.exit_code == 2 and "both name" in _err(r)
+    assert not same.exists()
+
+
 def test_bad_events_extension(env, tiny_ck, face_frames):
     v = write_video(env / "v.mp4", face_frames[:5])
     r = runner.invoke(app, ["--video", str(v), "--checkpoint", str(tiny_ck), "--headless",
@@ -235,7 +251,7 @@ def test_sigterm_stops_after_the_frame_in_hand_and_flushes(env):
     finally:
         if p.poll() is None:
             p.kill()
-    assert p.returncode == 0, err[-2000:]
+    assert p.returncode == 143, err[-2000:]  # 128 + SIGTERM: a script can tell it from a finished run
     assert "stopped: interrupted (SIGTERM)" in out
     n = int(out.split("frames: ")[1].split()[0])
     assert 0 < n < 600

@@ -120,7 +120,7 @@ def test_window_shows_overlay_and_ctrl_c_flushes(display, tmp_path):
     green = (strip[..., 1] > 150) & (strip[..., 0] < 100) & (strip[..., 2] < 100)
     assert green.sum() > 50, green.sum()
     assert "no display found" not in err
-    assert p.returncode == 0, err[-2000:]
+    assert p.returncode == (0 if ended_itself else 130), err[-2000:]  # 130: 128 + SIGINT
     assert ended_itself or "stopped: interrupted (SIGINT)" in out
     assert "frames:" in out and "faces found:" in out
     rows = frames.read_text().splitlines()

@@ -218,6 +218,10 @@ def test_video_analysis_outputs_and_limits(ckpt, clip, tmp_path):
         app.analyse_video(str(junk), _req("w"))
     with pytest.raises(gr.Error, match="Upload a video"):
         app.analyse_video(None, _req("w"))
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), frames[0])
+    with pytest.raises(gr.Error, match="photo.jpg is a still image, not a video"):  # not "no face found"
+        app.analyse_video(str(photo), _req("w"))
 
 
 def test_curve_marks_and_gaps():
