@@ -183,6 +183,8 @@ class RealProxyConfig:
         partial_share: share of real-flow samples kept to the upper or lower face only.
         one_sided_share: share of real-flow samples kept to one half of the face.
         seed: everything follows from it.
+        first_subject: the first subject's number (sub<first>, ...), so that a held-out set
+            shares no subject id with a training set; only the names change.
     """
 
     out: Path
@@ -214,6 +216,7 @@ class RealProxyConfig:
     partial_share: float = 0.4
     one_sided_share: float = 0.25
     seed: int = 0
+    first_subject: int = 1
 
     def check(self) -> None:
         """Raise SynthError naming the bad setting and a good value."""
@@ -472,9 +475,10 @@ def build_subjects(cfg: RealProxyConfig, mesh: FaceMesh, data_dir: Path | None =
         face = cfg.faces[s % len(cfg.faces)]
         rng = np.random.default_rng([cfg.seed, 11, s])
         iod = float(rng.uniform(*cfg.iod_px))
-        ident = make_identity(photos[face], rng, mesh, cfg.width, cfg.height, iod / cfg.width, f"sub{s + 1:02d}",
+        number = cfg.first_subject + s  # only the names change, not what is drawn
+        ident = make_identity(photos[face], rng, mesh, cfg.width, cfg.height, iod / cfg.width, f"sub{number:02d}",
                               vary=True)
-        out.append(ProxySubject(ident.name, s + 1, face, VIDEO_PERSONS.get(face, person_of(face)), ident,
+        out.append(ProxySubject(ident.name, number, face, VIDEO_PERSONS.get(face, person_of(face)), ident,
                                 cfg.seed * 1000 + s))
     return out
 
