@@ -327,6 +327,9 @@ def load_backend(
     """
     if precision not in ("fp32", "int8"):
         raise BackendUnavailable(f"unknown precision {precision!r}; choose fp32 or int8")
+    if precision == "int8" and not getattr(type(model.cfg), "uses_images", True):
+        raise BackendUnavailable(f"--precision int8 quantises the frames' backbone, and {checkpoint} reads only "
+                                 "the optical flow (STSTNet); run it in fp32")
     choice = choose_backend(requested)
     spec = REGISTRY[choice.name]
     if precision not in spec.precisions:

@@ -405,6 +405,9 @@ def export_cmd(
         _fail(str(e))
     if not hasattr(model, "forward_head"):
         _fail(f"checkpoint {ck} holds a {meta['kind']!r} model, not a classifier")
+    if precision == Precision.int8 and not getattr(type(model.cfg), "uses_images", True):
+        _fail(f"--precision int8 quantises the frames' backbone, and {ck} ({meta['kind']}) reads only the optical "
+              "flow; export it in fp32")
     t0 = time.perf_counter()
     try:
         if format == ExportFormat.onnx:

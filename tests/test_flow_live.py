@@ -107,3 +107,9 @@ def test_recognizer_runs_a_flow_checkpoint_and_backends_agree(checkpoints, name)
     assert len(have) >= 10, "the recognizer classified too few frames to compare"
     worst = max(abs(probs["torch"][i][k] - probs["onnx"][i][k]) for i in have for k in probs["torch"][i])
     assert worst < 1e-3
+
+
+def test_int8_is_refused_for_a_flow_only_classifier(checkpoints):
+    ck, model = checkpoints["ststnet"]
+    with pytest.raises(B.BackendUnavailable, match="reads only the optical flow"):
+        B.load_backend(ck, model, "onnx", precision="int8")
