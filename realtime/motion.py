@@ -20,7 +20,7 @@ import numpy as np
 # face's contour at the eyes' height. The similarity is fitted on these only, so an
 # expression cannot pull the fit and hide itself. Not the forehead nor the brows' level: the
 # forehead's landmarks rise with a brow raise (a generated 2 % IOD surprise whose forehead
-# points rose by half the brows' lift measured 1.48 % at the brows with a fit that held them,
+# points rose by half the brows' lift measured 1.51 % at the brows with a fit that held them,
 # 2.0 without); not the jaw line, which drops with AU26; not the contour at the cheeks'
 # height (93, 323), which the skin of a smile pulls (with them a weak 6+12 smile of a
 # development video, multi_face_1 seed 0, did not come back by flow and was dropped).
