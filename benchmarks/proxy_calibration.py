@@ -257,13 +257,17 @@ def write_table(work: Path, results: Path, seed: int, base: Path, cmds: dict[str
     lines += ["", "Real rows' notes: " + "; ".join(f"{r.name}: {r.real_note}" for r in ROWS.values()), ""]
     if notes:
         lines += [notes, ""]
-    lines += ["## Commands", "", "```", f"git worktree add {base} 751d615",
-              "# the proxy (generation only: no rows):", " ".join(cmds["generate"]),
-              f"(cd {base} && PYTHONPATH={base} python -m train.cli {' '.join(cmds['preprocess'])})"]
+    import shlex
+
+    lines += ["## Commands", "", "Rows that score fewer than 24 folds were run with `--subject casme2/subXX` "
+              "for the folds named (benchmark flag `--subjects`) and/or stopped early for CPU time; each "
+              "command resumes a stopped row (`--resume`).", "", "```", f"git worktree add {base} 751d615",
+              "# the proxy (generation only: no rows):", shlex.join(cmds["generate"]),
+              f"(cd {base} && PYTHONPATH={base} python -m train.cli {shlex.join(cmds['preprocess'])})"]
     for name, args in cmds.items():
         if name in ROWS:
             where = base if ROWS[name].base else ROOT
-            lines.append(f"(cd {where} && PYTHONPATH={where} nice -n 10 python -m train.cli {' '.join(args)})")
+            lines.append(f"(cd {where} && PYTHONPATH={where} nice -n 10 python -m train.cli {shlex.join(args)})")
     lines += ["```", "", f"Made by `python benchmarks/proxy_calibration.py --work {work} --base {base} --seed {seed}`.", ""]
     text = "\n".join(lines)
     results.parent.mkdir(parents=True, exist_ok=True)
