@@ -20,6 +20,7 @@ from typing import Optional
 import typer
 
 from realtime.backends import backend_names, backends_help
+from realtime.web_cli import Landmarks
 
 app = typer.Typer(
     name="moext-live",
@@ -32,11 +33,6 @@ DEMO_VIDEO = Path(__file__).resolve().parent / "assets" / "demo.mp4"
 WINDOW = "moext-live"
 # The --backend choices come from the backend registry (realtime/backends.py), not a list here.
 BackendName = Enum("BackendName", {n: n for n in backend_names()}, type=str)
-
-
-class Landmarks(str, Enum):
-    mesh = "mesh"
-    fast = "fast"
 
 
 class MicroCue(str, Enum):

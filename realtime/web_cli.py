@@ -19,6 +19,11 @@ from realtime.backends import backend_names, backends_help
 BackendName = Enum("BackendName", {n: n for n in backend_names()}, type=str)
 
 
+class Landmarks(str, Enum):
+    mesh = "mesh"
+    fast = "fast"
+
+
 def web_command(
     checkpoint: Optional[Path] = typer.Option(
         None, "--checkpoint", help="Classifier checkpoint (.safetensors + .json); default: the demo weights."),
@@ -33,6 +38,10 @@ def web_command(
     max_video_seconds: float = typer.Option(300.0, "--max-video-seconds", min=1.0, help="Longest video the Video tab analyses."),
     stream_every: float = typer.Option(0.033, "--stream-every", min=0.01, help="Seconds between webcam frames the browser sends."),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads per recognizer (sessions already run in parallel)."),
+    landmarks: Landmarks = typer.Option(
+        Landmarks.mesh, "--landmarks",
+        help="mesh: MediaPipe's face mesh (478 points); fast: its landmark model run directly with "
+             "LiteRT (about half the per-frame cost, so fewer webcam frames are dropped on a slow CPU)."),
 ) -> None:
     """Serve the browser demo (live webcam + video upload) on HOST:PORT."""
     from realtime.backends import BackendUnavailable
@@ -54,7 +63,7 @@ def web_command(
     cfg = WebConfig(checkpoint=checkpoint, backend=backend.value, concurrency_limit=concurrency,
                     time_limit=time_limit, max_file_size=max_file_size,
                     max_video_seconds=max_video_seconds, stream_every=stream_every,
-                    recognizer=RecognizerConfig(threads=threads))
+                    recognizer=RecognizerConfig(threads=threads, landmarks=landmarks.value))
     try:
         serve(cfg, host, port, share)
     except (RecognizerError, BackendUnavailable) as e:  # bad checkpoint, backend not usable here

@@ -325,3 +325,24 @@ def test_no_telemetry_and_a_warning_before_serving_faces_to_the_network(ckpt, tm
     assert "warning: --host 0.0.0.0 serves the demo to the network" in r.output and "biometric" in r.output
     r = CliRunner().invoke(cli, ["--checkpoint", missing])
     assert "warning" not in r.output
+
+
+def test_web_takes_the_landmark_source_of_the_live_command(monkeypatch):
+    """`moext-live web --landmarks fast` serves recognizers on the fast landmark model, as
+    `moext-live --landmarks fast` runs one; a bad value is refused before anything serves."""
+    import typer
+
+    import realtime.web as web
+    from realtime.web_cli import web_command
+
+    seen = []
+    monkeypatch.setattr(web, "serve", lambda cfg, host, port, share: seen.append(cfg))
+    cli = typer.Typer()
+    cli.command()(web_command)
+    r = CliRunner().invoke(cli, ["--landmarks", "fast"])
+    assert r.exit_code == 0, r.output
+    assert seen and seen[0].recognizer.landmarks == "fast"
+    r = CliRunner().invoke(cli, [])
+    assert seen[1].recognizer.landmarks == "mesh"
+    r = CliRunner().invoke(cli, ["--landmarks", "sloppy"])
+    assert r.exit_code == 2 and len(seen) == 2
