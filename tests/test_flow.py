@@ -362,3 +362,53 @@ def test_pretraining_with_a_flow_target_then_loso_by_cli(tmp_path):
     assert json.loads((tmp_path / "loso" / "config.json").read_text())["model"]["flow_input"] is True
     r = _invoke(["pretrain", str(cache), "--out", str(tmp_path / "bad"), *FAST, *MODEL_FLAGS, "--flow-target", "-1"])
     assert r.exit_code == 2 and "flow_target" in r.output and not (tmp_path / "bad").exists()
+
+
+def test_flow_first_trains_the_branch_alone_then_holds_it_back(tmp_path):
+    """`optim.flow_first_epochs`: the flow branch is trained alone first (STSTNet's way), then
+    counts as pre-trained: frozen for `freeze_epochs`, so after one frozen epoch its weights
+    are exactly what the first stage left, while the frames' head has moved."""
+    from train.config import AugmentConfig, OptimConfig, RunConfig
+    from train.finetune import build_classifier, fit_flow_first, protocol_rows, train_classifier
+    from train.methods import get_method
+    from train.pairs import pair_dataset
+
+    torch.set_num_threads(1)
+    cache = make_cache(tmp_path / "cache", subjects=2)
+    optim = OptimConfig(batch_size=6, epochs=1, freeze_epochs=1.0, flow_first_epochs=40)
+    run = RunConfig(model={**TINY_MODEL, "flow_input": True, "branch_pool": 1}, optim=optim,
+                    augment=AugmentConfig(repeats=1), caches=[str(cache)], protocol="cde")
+    method = get_method("moext")
+    rows, names = protocol_rows(run.caches, "cde")
+
+    # The first stage alone, by hand, on a twin of the model.
+    twin, _ = build_classifier(method, run, names)
+    untrained = {k: v.clone() for k, v in twin.flow_head.state_dict().items()}
+    ds = pair_dataset(twin, rows, None, 0)
+    from moext.modeling.flownet import flow_standardisers
+
+    for s in flow_standardisers(twin):
+        s.set_stats(ds.flow_inputs())
+    labels = torch.tensor([int(r["label"]) for r in rows])
+    acc = fit_flow_first(twin.flow_head, ds.flow_inputs(), labels, 40, 5e-4, run.seed)
+    assert 0.0 <= acc <= 1.0
+    first = {k: v.clone() for k, v in twin.flow_head.named_parameters()}
+    assert any(not torch.equal(first[k], untrained[k]) for k in first)  # the stage trained it
+
+    model, _ = build_classifier(method, run, names)
+    frames_before = {k: v.clone() for k, v in model.named_parameters() if not k.startswith("flow_head.")}
+    result = train_classifier(method, run, model, rows, progress=False)
+    after = dict(result.model.flow_head.named_parameters())
+    for k, v in first.items():  # frozen through the one epoch of freeze_epochs
+        assert torch.equal(after[k], v), k
+    moved = [k for k, v in result.model.named_parameters() if k in frames_before and not torch.equal(v, frames_before[k])]
+    assert moved  # the frames' head trained meanwhile
+
+    # Without the stage the branch trains with the rest from its initialisation.
+    plain = RunConfig(model=run.model, optim=OptimConfig(batch_size=6, epochs=1), augment=run.augment,
+                      caches=run.caches, protocol="cde")
+    m2, _ = build_classifier(method, plain, names)
+    r2 = train_classifier(method, plain, m2, rows, progress=False)
+    assert any(not torch.equal(p, first[k]) for k, p in r2.model.flow_head.named_parameters())
+    with pytest.raises(Exception, match="flow_first_epochs"):
+        OptimConfig(flow_first_epochs=-1)

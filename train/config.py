@@ -49,6 +49,12 @@ class OptimConfig:
         freeze_epochs: fine-tuning from --init: the pre-trained layers do not train for
             this many epochs (only the new head does), then train at transfer_lr_ratio x lr.
         transfer_lr_ratio: the learning-rate factor of the pre-trained layers.
+        flow_first_epochs: with a `flow_input` classifier, its flow branch is first trained
+            alone, as STSTNet is (the whole training set as one batch, Adam at
+            flow_first_lr, no augmentation), for this many steps; then the whole classifier
+            trains with the flow branch treated as pre-trained (freeze_epochs,
+            transfer_lr_ratio). 0 = the branch starts untrained with the rest.
+        flow_first_lr: Adam's learning rate of that first stage (STSTNet's: 5e-4).
     """
 
     batch_size: int = 20
@@ -60,9 +66,11 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
     freeze_epochs: float = 0.0
     transfer_lr_ratio: float = 1.0
+    flow_first_epochs: int = 0
+    flow_first_lr: float = 5e-4
 
     def __post_init__(self) -> None:
-        _check_range(self, {"batch_size": (1, None), "epochs": (0, None), "lr": (0.0, None, "above"),
+        _check_range(self, {"flow_first_epochs": (0, None), "flow_first_lr": (0.0, None, "above"), "batch_size": (1, None), "epochs": (0, None), "lr": (0.0, None, "above"),
                             "weight_decay": (0.0, None), "warmup_epochs": (0.0, None), "min_lr_ratio": (0.0, 1.0),
                             "freeze_epochs": (0.0, None), "transfer_lr_ratio": (0.0, None)})
         if self.schedule not in SCHEDULES:

@@ -167,6 +167,15 @@ def train_classifier(
         # then travel with the weights (a resumed run has them in its saved state).
         for std in flow_standardisers(model):
             std.set_stats(dataset.flow_inputs())
+    head = getattr(model, "flow_head", None)
+    if head is not None and run.optim.flow_first_epochs > 0:
+        if not resume:  # a resumed run has the trained branch in its saved weights
+            fit_flow_first(head, dataset.flow_inputs(), torch.tensor([int(r["label"]) for r in train_rows]),
+                           run.optim.flow_first_epochs, run.optim.flow_first_lr, run.seed)
+        # From here on the branch counts as pre-trained: freeze_epochs and transfer_lr_ratio
+        # hold it back while the frames' head catches up (the same groups on resume).
+        names = {f"flow_head.{n}" for n, _ in head.named_parameters()}
+        model.transferred_parameters = set(getattr(model, "transferred_parameters", set())) | names
     k = model.cfg.num_classes
 
     def validate(m: nn.Module) -> dict[str, float]:
@@ -196,6 +205,28 @@ def train_classifier(
 
         reestimate_bn(result.model, train_rows)
     return result
+
+
+def fit_flow_first(head: nn.Module, flows: torch.Tensor, labels: torch.Tensor, steps: int, lr: float,
+                   seed: int) -> float:
+    """Train a classifier's flow branch alone as STSTNet is trained: the whole training set
+    (flows (N, 3, n, n), labels (N,)) as one batch, Adam at `lr`, `steps` steps, no
+    augmentation. Returns its training accuracy (eval mode)."""
+    torch.manual_seed(seed)
+    device = next(head.parameters()).device
+    flows, labels = flows.to(device), labels.to(device)
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    head.train()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(head(flows), labels)
+        loss.backward()
+        opt.step()
+    head.eval()
+    with torch.no_grad():
+        acc = float((head(flows).argmax(1) == labels).float().mean())
+    head.train()
+    return acc
 
 
 def training_accuracy(model: nn.Module, rows: list[dict[str, Any]]) -> float:
