@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -124,6 +125,35 @@ def test_render_is_deterministic_and_the_field_is_micro_sized():
     assert s30[0].shape == (cfg.height, cfg.width, 3) and s30[0].dtype == np.uint8
 
 
+def test_shading_darkens_where_the_skin_bunches_and_leaves_the_rest_alone():
+    # The renderer on a real face with a class's AU field: shading 0 is the pure warp; with
+    # shading, skin the field compresses darkens, skin it stretches brightens, skin it leaves
+    # alone keeps its brightness, and the frame is still deterministic.
+    from moext.face import FaceMesh
+    from train.synth import CLASS_AUS, Renderer, default_faces, detect_photos, make_identity
+
+    with FaceMesh(video_mode=False, max_faces=1) as mesh:
+        photo = detect_photos(default_faces(), mesh)[0]
+        ident = make_identity(photo, np.random.default_rng(0), mesh, 320, 240, 0.22, "sub01", vary=False)
+    rend = Renderer(ident)
+    field = ident.field_for("negative", CLASS_AUS["negative"])
+
+    def frame(shading, amp=0.03):
+        return rend.frame(field, amp, None, 1.0, 0.0, 0.0, np.random.default_rng(1), shading=shading)
+
+    plain, shaded = frame(0.0).astype(np.float32), frame(1.0).astype(np.float32)
+    assert np.array_equal(frame(1.0), frame(1.0))
+    assert np.array_equal(frame(1.0, amp=0.0), frame(0.0, amp=0.0))  # no movement, no shading
+    d = field * 0.03
+    div = cv2.Sobel(d[..., 0], cv2.CV_32F, 1, 0, ksize=3) + cv2.Sobel(d[..., 1], cv2.CV_32F, 0, 1, ksize=3)
+    div = cv2.GaussianBlur(div, (0, 0), max(0.03 * ident.iod, 1.0))
+    diff = (shaded - plain).mean(axis=-1)
+    still = np.linalg.norm(field, axis=-1) < 1e-6
+    assert still.any() and np.abs(diff[still]).max() <= 1.0
+    squeezed, stretched = div < np.quantile(div, 0.005), div > np.quantile(div, 0.995)
+    assert diff[squeezed].mean() < -1.0 < 1.0 < diff[stretched].mean()
+
+
 def test_cli_rejects_a_bad_amplitude_and_writes_nothing(tmp_path):
     from train.cli import app
 
@@ -145,5 +175,7 @@ def test_config_check_names_the_fix():
         replace(RealProxyConfig(out=Path("x")), subjects=5, samples=3).check()
     with pytest.raises(SynthError, match="unknown motions"):
         replace(RealProxyConfig(out=Path("x")), motions=("nope",)).check()
+    with pytest.raises(SynthError, match="shading"):
+        replace(RealProxyConfig(out=Path("x")), shading=-1.0).check()
     with pytest.raises(SynthError, match="uniform or log"):
         replace(RealProxyConfig(out=Path("x")), amplitude_draw="gauss").check()

@@ -182,6 +182,8 @@ class RealProxyConfig:
         gain, gradient: (low, high) per-sample exposure gain and left-right light slope.
         partial_share: share of real-flow samples kept to the upper or lower face only.
         one_sided_share: share of real-flow samples kept to one half of the face.
+        shading: skin shading with the movement (`Renderer.frame`): relative darkening per
+            unit of the skin's compression; 0 = the movement is a pure warp.
         seed: everything follows from it.
         first_subject: the first subject's number (sub<first>, ...), so that a held-out set
             shares no subject id with a training set; only the names change.
@@ -215,6 +217,7 @@ class RealProxyConfig:
     gradient: tuple[float, float] = (-0.12, 0.12)
     partial_share: float = 0.4
     one_sided_share: float = 0.25
+    shading: float = 0.0
     seed: int = 0
     first_subject: int = 1
 
@@ -234,6 +237,8 @@ class RealProxyConfig:
             raise SynthError(f"realproxy: amplitude_draw {self.amplitude_draw!r}: choose uniform or log")
         if self.fps <= 0:
             raise SynthError(f"realproxy: fps {self.fps}: give a positive frame rate, e.g. 200")
+        if not 0.0 <= self.shading <= 5.0:
+            raise SynthError(f"realproxy: shading {self.shading}: give 0 (a pure warp) to 5, e.g. 1.0")
 
 
 # --- real motion ------------------------------------------------------------------------
@@ -517,6 +522,7 @@ class SampleSpec:
     pose: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 1.0, 0.0)  # roll, dx, dy (px), scale, yaw
     rest_aus: tuple[tuple[str, float], ...] = ()
     rest_iod: float = 0.0
+    shading: float = 0.0
 
 
 def _lognormal_ms(rng: np.random.Generator, median: float, lo: float, hi: float) -> float:
@@ -608,6 +614,7 @@ def plan_samples(cfg: RealProxyConfig, motions: Sequence[RealMotion]) -> list[Sa
                     pose=_draw_pose(cfg, rng, iod_px[s]),
                     rest_aus=((REST_UNITS[int(rng.integers(len(REST_UNITS)))], 1.0),),
                     rest_iod=float(rng.uniform(*cfg.rest_iod)),
+                    shading=cfg.shading,
                 ))
                 ep += 1
     return specs
@@ -715,10 +722,10 @@ def render_sample(
         flick = spec.flicker * math.cos(2 * math.pi * (100.0 + spec.flicker_beat_hz) * time_s + spec.flicker_phase)
         if rest is None:
             img = subject.renderer.frame(fld, float(amps[t]), rig, spec.gain * (1.0 + flick), spec.gradient,
-                                         spec.noise_sigma, rng)
+                                         spec.noise_sigma, rng, shading=spec.shading)
         else:  # the resting face and the movement on top of it: one field at amplitude 1
             img = subject.renderer.frame(rest + np.float32(amps[t]) * fld, 1.0, rig, spec.gain * (1.0 + flick),
-                                         spec.gradient, spec.noise_sigma, rng)
+                                         spec.gradient, spec.noise_sigma, rng, shading=spec.shading)
         frames.append(compress(img, spec.jpeg_quality) if compressed else img)
     motion = spec.source.split("@")[0]
     real_person = None if spec.source == "au" else VIDEO_PERSONS.get(

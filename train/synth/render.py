@@ -80,6 +80,7 @@ class Renderer:
         gradient: float,
         noise_sigma: float,
         rng: np.random.Generator,
+        shading: float = 0.0,
     ) -> np.ndarray:
         """One HWC uint8 BGR frame.
 
@@ -88,6 +89,11 @@ class Renderer:
             amp_px_per_iod: expression amplitude as a fraction of the IOD.
             rigid: (2, 3) or (3, 3) forward head motion in frame pixels (`rigid()`), or None.
             gain, gradient: global brightness gain and left-right brightness slope.
+            shading: skin shading that comes with the movement: the face darkens by
+                `shading` x its compression (minus the divergence of the displacement,
+                smoothed) and brightens where it stretches. A pure warp keeps every pixel's
+                brightness; real skin folds and bulges where it bunches (brow furrows,
+                nasolabial folds), which a network that reads frames can see. 0 = warp only.
         """
         ident = self.ident
         x0, y0, x1, y1 = self._roi(rigid)
@@ -115,6 +121,11 @@ class Renderer:
         else:
             mx, my = qx, qy
         layer = cv2.remap(ident.face, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        if shading > 0.0 and field is not None and amp_px_per_iod != 0.0:
+            div = (cv2.Sobel(d[..., 0], cv2.CV_32F, 1, 0, ksize=3) + cv2.Sobel(d[..., 1], cv2.CV_32F, 0, 1, ksize=3)) / 8.0
+            div = cv2.GaussianBlur(div, (0, 0), max(0.03 * ident.iod, 1.0)) * np.float32(amp_px_per_iod)
+            factor = np.clip(1.0 + np.float32(shading) * div, 0.6, 1.4)
+            layer = np.clip(layer.astype(np.float32) * factor[..., None] + 0.5, 0, 255).astype(np.uint8)
         if self.layer_box is not None:
             alpha = cv2.remap(ident.alpha, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             img = self.background.copy()
