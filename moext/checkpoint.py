@@ -59,7 +59,10 @@ def save_checkpoint(model: nn.Module, path: str | Path, extra: dict[str, Any] | 
         "extra": extra or {},
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_save(path, lambda tmp: save_file(state, str(tmp), metadata={"format": FORMAT, "kind": kind}))
+    # One metadata key: safetensors writes its metadata map in a random order, and two keys
+    # made equal weights differ in bytes (a resumed run's checkpoint rebuilt the export cache).
+    header = {FORMAT: kind}
+    atomic_save(path, lambda tmp: save_file(state, str(tmp), metadata=header))
     atomic_write_text(config_path(path), json.dumps(meta, indent=2))
     return path
 
