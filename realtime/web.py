@@ -144,19 +144,19 @@ class WebApp:
 
         sid = getattr(request, "session_hash", None) or "anonymous"
         if not path:
-            raise gr.Error("Upload a video first (mp4, webm, avi, mov ...).")
+            raise _refused("Upload a video first (mp4, webm, avi, mov ...).")
         self.files.track(sid, path)
         try:
             src = VideoSource(path)
         except SourceError as e:
             if "still image" in str(e):
-                raise gr.Error(str(e)) from None
-            raise gr.Error(f"{Path(path).name}: {str(e).split(';')[-1].strip() or e}") from None
+                raise _refused(str(e)) from None
+            raise _refused(f"{Path(path).name}: {str(e).split(';')[-1].strip() or e}") from None
         n = src.frame_count
         seconds = n / src.fps if n else 0.0
         if seconds > self.cfg.max_video_seconds:
             src.close()
-            raise gr.Error(f"This video is {seconds:.0f} s long; this server analyses videos up to "
+            raise _refused(f"This video is {seconds:.0f} s long; this server analyses videos up to "
                            f"{self.cfg.max_video_seconds:.0f} s. Cut it shorter and upload again.")
         folder = self.files.folder(sid)
         tag = f"{int(time.time() * 1000) % 10**9:09d}"
@@ -294,6 +294,12 @@ def serve(cfg: WebConfig, host: str = "127.0.0.1", port: int = 7860, share: bool
     finally:
         if own_cache:
             shutil.rmtree(cache, ignore_errors=True)
+
+
+def _refused(message: str) -> Exception:
+    """A message for the user about their input: shown in the page, not logged as a server
+    traceback (Gradio prints one for every `gr.Error` unless told not to)."""
+    return gr.Error(message, print_exception=False)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
