@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from moext.task_model import task_member
+
 # The model's 52 outputs, in order (index 0 "_neutral" is a bias term, not a movement).
 BLENDSHAPE_NAMES: tuple[str, ...] = (
     "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
@@ -233,8 +235,6 @@ def facs_reading(moved: list[MovedUnit], min_rise: float = 0.04) -> FacsReading:
 
 @lru_cache(maxsize=1)
 def _model_bytes() -> bytes:
-    from moext.face import task_member
-
     return task_member("face_blendshapes.tflite")
 
 

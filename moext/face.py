@@ -11,24 +11,16 @@ landmarks; we use the mesh's eye corners and mouth instead).
 from __future__ import annotations
 
 import atexit
-import zipfile
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-# Face-mesh indices (subject's right eye is on the image left for a frontal face).
-RIGHT_EYE_CORNERS = (33, 133)  # outer, inner
-LEFT_EYE_CORNERS = (362, 263)  # inner, outer
-# Corners 61/291 plus lip midpoints 0/17: the mean moves less under AU12 than corners alone.
-MOUTH_POINTS = (61, 291, 0, 17)
+from moext.geometry import eye_centres, fit_similarity, mouth_centre
+from moext.task_model import task_member, task_member_all
+
 NUM_LANDMARKS = 478
 
-# MediaPipe's face landmarker v2 with blendshapes (Apache-2.0; provenance and licence in
-# moext/assets/README.md). Shipped inside the package: nothing is downloaded at run time.
-TASK_MODEL = Path(__file__).resolve().parent / "assets" / "face_landmarker_v2_with_blendshapes.task"
 # Which landmarker made a set of landmarks; preprocessing caches record it (a cache made by
 # another landmarker is refused, never mixed with live crops).
 LANDMARKER_ID = "mediapipe-tasks-face-landmarker-v2"
@@ -83,52 +75,12 @@ class AlignedFace:
     transform: np.ndarray
 
 
-def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(right eye, left eye) centres as midpoints of the eye corners.
-
-    Corners, not the lid contour or iris: lids move with AU5/AU7 and the iris with gaze, and
-    either would leak expression into the alignment.
-    """
-    lm = np.asarray(landmarks, dtype=np.float64)
-    return lm[list(RIGHT_EYE_CORNERS)].mean(0), lm[list(LEFT_EYE_CORNERS)].mean(0)
-
-
-def mouth_centre(landmarks: np.ndarray) -> np.ndarray:
-    return np.asarray(landmarks, dtype=np.float64)[list(MOUTH_POINTS)].mean(0)
-
-
-def inter_ocular_distance(landmarks: np.ndarray) -> float:
-    """Distance between the eye centres in the landmarks' pixels (the motion unit, "IOD")."""
-    r, l = eye_centres(landmarks)
-    return float(np.linalg.norm(l - r))
-
-
-def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping src -> dst.
-
-    Umeyama's closed form without reflection; (2, 3) float64.
-    """
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1.0
-    rot = u @ sign @ vt
-    scale = float(np.trace(np.diag(sig) @ sign) / (s**2).sum(1).mean())
-    m = np.zeros((2, 3), dtype=np.float64)
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - scale * rot @ mu_s
-    return m
-
-
 def alignment_transform(landmarks: np.ndarray, size: int = 224) -> np.ndarray:
     """(2, 3) float64 similarity from frame pixels to the canonical `size` x `size` crop."""
     r, l = eye_centres(landmarks)
     src = np.stack([r, l, mouth_centre(landmarks)])
     dst = np.array([CANONICAL_RIGHT_EYE, CANONICAL_LEFT_EYE, CANONICAL_MOUTH]) * size
-    return _similarity(src, dst)
+    return fit_similarity(src, dst).matrix
 
 
 def apply_transform(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -160,17 +112,6 @@ def align_face(
     )
     return AlignedFace(crop=crop, landmarks=apply_transform(m, landmarks), transform=m)
 
-
-
-@lru_cache(maxsize=None)
-def task_member(name: str) -> bytes:
-    """One model file from the shipped `.task` archive, read into memory."""
-    if not TASK_MODEL.is_file():
-        raise FileNotFoundError(
-            f"the face model {TASK_MODEL} is missing; reinstall moext (pip install -e .)"
-        )
-    with zipfile.ZipFile(TASK_MODEL) as z:
-        return z.read(name)
 
 
 def _check_frame(frame_bgr) -> str | None:
@@ -389,16 +330,6 @@ class FaceMesh:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@lru_cache(maxsize=1)
-def task_member_all() -> bytes:
-    """The whole shipped `.task` archive (what `FaceLandmarker` takes as its model)."""
-    if not TASK_MODEL.is_file():
-        raise FileNotFoundError(
-            f"the face model {TASK_MODEL} is missing; reinstall moext (pip install -e .)"
-        )
-    return TASK_MODEL.read_bytes()
 
 
 def _blendshape_model():

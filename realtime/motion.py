@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moext.geometry import LEFT_EYE_CORNERS, RIGHT_EYE_CORNERS
+
 # Points that expressions hardly move: the nose ridge and tip, the four eye corners and the
 # face's contour at the eyes' height. The similarity is fitted on these only, so an
 # expression cannot pull the fit and hide itself. Not the forehead nor the brows' level: the
@@ -75,47 +77,8 @@ _PAIR_INDEX = [(GROUP_NAMES.index(a), GROUP_NAMES.index(b)) for a, b in PAIRS.va
 _REGION_INDEX = {r: [GROUP_NAMES.index(g) for g in gs] for r, gs in REGION_GROUPS.items()}
 REGION_NAMES = list(REGIONS)
 
-RIGHT_EYE = np.array([33, 133])  # outer, inner corner (image left for a frontal face)
-LEFT_EYE = np.array([362, 263])
-
-
-def inter_ocular(landmarks: np.ndarray) -> float:
-    """Distance between the eye centres (mean of each eye's corners), in the landmarks' units."""
-    return float(
-        np.linalg.norm(landmarks[RIGHT_EYE].mean(0) - landmarks[LEFT_EYE].mean(0))
-    )
-
-
-@dataclass
-class Similarity:
-    """x -> scale * R(angle) x + t, the rigid part of the head's motion."""
-
-    scale: float
-    angle_deg: float
-    translation: np.ndarray  # (2,)
-    matrix: np.ndarray  # (2, 3)
-
-    def apply(self, pts: np.ndarray) -> np.ndarray:
-        return pts @ self.matrix[:, :2].T + self.matrix[:, 2]
-
-
-def fit_similarity(src: np.ndarray, dst: np.ndarray) -> Similarity:
-    """Least-squares similarity mapping `src` onto `dst`, both (N, 2).
-
-    In complex numbers a similarity is z -> a z + b, and the least-squares `a` for centred
-    points is sum(conj(s) d) / sum(|s|^2) (Umeyama's solution without reflection, in closed
-    form: no SVD and no RANSAC randomness, so the motion signal is a deterministic and cheap
-    function of the landmarks).
-    """
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s = (src[:, 0] - mu_s[0]) + 1j * (src[:, 1] - mu_s[1])
-    d = (dst[:, 0] - mu_d[0]) + 1j * (dst[:, 1] - mu_d[1])
-    a = np.vdot(s, d) / max(float(np.vdot(s, s).real), 1e-12)
-    scale, angle = float(abs(a)), float(np.angle(a))
-    rot = np.array([[a.real, -a.imag], [a.imag, a.real]])  # scale * R(angle)
-    t = mu_d - rot @ mu_s
-    m = np.concatenate([rot, t[:, None]], axis=1)
-    return Similarity(scale, float(np.degrees(angle)), t, m)
+RIGHT_EYE = np.array(RIGHT_EYE_CORNERS)
+LEFT_EYE = np.array(LEFT_EYE_CORNERS)
 
 
 @dataclass
@@ -190,7 +153,8 @@ def measure_motion(current: np.ndarray, reference: np.ndarray) -> MotionMeasure:
     """
     cur_raw = np.asarray(current, dtype=np.float64)[_USED]  # (U, 2)
     ref = np.asarray(reference, dtype=np.float64)[_USED]
-    # Similarity fit on the rigid points (closed form, see fit_similarity).
+    # moext.geometry.fit_similarity on the rigid points, current -> reference, written out
+    # here because it runs several times a frame (tests/test_spotting.py checks they agree).
     cr, rr = cur_raw[_RIGID_U], ref[_RIGID_U]
     mu_c, mu_r = cr.sum(0) / _N_RIGID, rr.sum(0) / _N_RIGID
     cs, rs = cr - mu_c, rr - mu_r

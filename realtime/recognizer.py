@@ -45,11 +45,12 @@ import numpy as np
 
 from moext.blendshapes import AU_CODES, action_units, facs_reading, moved_units
 from moext.face import AlignedFace, FaceDetection, NoFace
+from moext.geometry import inter_ocular_distance
 from realtime.backends import Backend, BackendChoice, load_backend
 from realtime.classifier import ClassifierInputs, ClassifierStage
 from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.events import Event, FrameResult
-from realtime.motion import REGION_NAMES, FlowMeter, inter_ocular, motion_image
+from realtime.motion import REGION_NAMES, FlowMeter, motion_image
 from realtime.spotting import SpottedEvent, Spotter, SpottingConfig
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo.safetensors"
@@ -553,7 +554,7 @@ class Recognizer:
         centre = lm.mean(0)
         flushed: list[Event] = []
         if self._last_centre is not None and (
-            np.linalg.norm(centre - self._last_centre) > self.config.face_jump * inter_ocular(lm)
+            np.linalg.norm(centre - self._last_centre) > self.config.face_jump * inter_ocular_distance(lm)
         ):
             # Another face (or a re-detection far away): the old one's movement ends here,
             # and its references are void.

@@ -17,9 +17,8 @@ from moext.face import (
     NoFace,
     align_face,
     apply_transform,
-    eye_centres,
-    inter_ocular_distance,
 )
+from moext.geometry import eye_centres, inter_ocular_distance
 from moext.preprocess import CROP_SIZE, crops_to_array, crops_to_tensor, denormalise, face_to_input
 
 
@@ -147,7 +146,7 @@ def test_our_blendshapes_agree_with_mediapipes_face_landmarker(photo):
     from mediapipe.tasks.python import BaseOptions, vision
 
     from moext.blendshapes import BLENDSHAPE_NAMES, BlendshapeModel
-    from moext.face import task_member_all
+    from moext.task_model import task_member_all
 
     opts = vision.FaceLandmarkerOptions(
         base_options=BaseOptions(model_asset_buffer=task_member_all()),

@@ -24,7 +24,8 @@ from moext import (
 )
 from moext.flow import DenseFlow, FlowConfig, channels_from_field, flow_field, optical_strain, transform_field
 from train.cli import app
-from train.pairs import FlowStore, PairDataset, flow_file, load_rows
+from train.flow_cache import flow_file
+from train.pairs import FlowStore, PairDataset, load_rows
 from train.recipes import RECIPES, get_recipe
 
 MODEL_FLAGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_MODEL.items()]

@@ -53,7 +53,8 @@ def test_crops_and_manifest(casme, tmp_path):
     # The onset crop is what align_face gives on the onset frame: eyes near the canonical spots.
     with FaceMesh(video_mode=False) as mesh:
         det = mesh.detect(cv2.imread(ok[0]["onset"]))
-    from moext.face import CANONICAL_LEFT_EYE, eye_centres
+    from moext.face import CANONICAL_LEFT_EYE
+    from moext.geometry import eye_centres
 
     assert np.linalg.norm(eye_centres(det.landmarks)[1] - np.array(CANONICAL_LEFT_EYE) * CROP_SIZE) < 8
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from realtime.buffer import BufferedFrame, RollingBuffer
-from realtime.motion import GROUP_NAMES, GROUPS, inter_ocular, measure_motion
+from moext.geometry import inter_ocular_distance
+from realtime.motion import GROUP_NAMES, GROUPS, measure_motion
 from realtime.spotting import Spotter, SpottingConfig, interval_iou, score_intervals
 
 FPS = 30.0
@@ -48,8 +49,21 @@ def test_rigid_motion_is_not_motion(base_landmarks):
     assert abs(m.scale - 1.1) < 1e-6
 
 
+def test_the_motion_measure_fits_the_head_as_the_shared_similarity_fit_does(base_landmarks):
+    # measure_motion writes moext.geometry.fit_similarity out for speed: the same head fit.
+    from moext.geometry import fit_similarity
+    from realtime.motion import RIGID_POINTS
+
+    rng = np.random.default_rng(0)
+    moved = _rigid(base_landmarks, -4.0, 1.05, (3.0, -2.0)) + rng.normal(0, 0.8, base_landmarks.shape)
+    m = measure_motion(moved, base_landmarks)
+    fit = fit_similarity(moved[RIGID_POINTS], base_landmarks[RIGID_POINTS])  # current -> reference
+    assert abs(m.scale - 1.0 / fit.scale) < 1e-9
+    assert abs(m.rotation_deg + fit.angle_deg) < 1e-9
+
+
 def test_local_motion_is_measured_in_iod(base_landmarks):
-    iod = inter_ocular(base_landmarks)
+    iod = inter_ocular_distance(base_landmarks)
     moved = base_landmarks.copy()
     moved[GROUPS["brow_r"], 1] -= 0.02 * iod  # right brow up by 2 % IOD
     m = measure_motion(moved, base_landmarks)
@@ -84,7 +98,7 @@ def _run(frames: list[np.ndarray], cfg: SpottingConfig | None = None):
 
 def _sequence(base, n, rng, jitter=0.15, aus=(), turns=()):
     """Landmarks per frame: jitter (% IOD, per point), AU bumps, rigid head turns."""
-    iod = inter_ocular(base)
+    iod = inter_ocular_distance(base)
     out = []
     for t in range(n):
         lm = base + rng.normal(0, jitter / 100 * iod, base.shape)
@@ -174,7 +188,7 @@ def base_crop(base_landmarks):
 
 def _lift_weight(x: np.ndarray, y: np.ndarray, points: np.ndarray, groups: list[str]) -> np.ndarray:
     """How much of a lift moves the skin at (x, y): a Gaussian around each group's centre."""
-    iod = inter_ocular(points)
+    iod = inter_ocular_distance(points)
     weight = np.zeros(np.shape(x), np.float32)
     for g in groups:
         c = points[GROUPS[g]].mean(0)
@@ -186,7 +200,7 @@ def _lift(grey: np.ndarray, points: np.ndarray, groups: list[str], amount: float
     """Move the skin around `groups` up by `amount` % IOD (a smooth local warp, like an AU)."""
     h, w = grey.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    shift = _lift_weight(xx, yy, points, groups) * amount / 100 * inter_ocular(points)
+    shift = _lift_weight(xx, yy, points, groups) * amount / 100 * inter_ocular_distance(points)
     # float32 maps: OpenCV 5 misreads a float64 second map beside a float32 first one.
     return cv2.remap(grey, xx, (yy + shift).astype(np.float32), cv2.INTER_LINEAR)
 
@@ -200,7 +214,7 @@ def test_flow_meter_sees_a_local_warp_and_not_the_crops_own_shift(base_crop):
     got = dict(zip(GROUP_NAMES, meter.measure(grey, pts, _lift(grey, pts, brows, 2.0)).groups))
     # What the warp did to the landmarks themselves.
     moved = pts.astype(np.float64).copy()
-    moved[:, 1] -= _lift_weight(pts[:, 0], pts[:, 1], pts, brows) * 0.02 * inter_ocular(pts)
+    moved[:, 1] -= _lift_weight(pts[:, 0], pts[:, 1], pts, brows) * 0.02 * inter_ocular_distance(pts)
     true = dict(zip(GROUP_NAMES, measure_motion(moved, pts).groups))
     # The 56 px flow field under-measures a motion this local by about a third.
     assert 0.5 * true["brows_both"] < got["brows_both"] < 1.1 * true["brows_both"], (got, true)
@@ -224,7 +238,7 @@ def _run_images(base_landmarks, base_crop, lift: np.ndarray, cfg: SpottingConfig
     sp = Spotter(cfg)
     buf = RollingBuffer()
     events = []
-    iod = inter_ocular(base_landmarks)
+    iod = inter_ocular_distance(base_landmarks)
     for i, a in enumerate(lift):
         lm = base_landmarks + rng.normal(0, 0.15 / 100 * iod, base_landmarks.shape)
         img = _lift(grey, pts, ["brow_r", "brow_l"], a)
@@ -533,7 +547,7 @@ def _run_timed(base_landmarks, base_crop, t, lift, lm_lift=None, seed=0, cfg=Non
     grey, pts = base_crop
     rng = np.random.default_rng(seed)
     sp, buf, events, dropped = Spotter(cfg), RollingBuffer(), [], []
-    iod = inter_ocular(base_landmarks)
+    iod = inter_ocular_distance(base_landmarks)
     brows = np.concatenate([GROUPS["brow_r"], GROUPS["brow_l"]])
     for i, (ti, a) in enumerate(zip(t, lift)):
         lm = base_landmarks + rng.normal(0, 0.05 / 100 * iod, base_landmarks.shape)
@@ -661,7 +675,7 @@ CHIN = [152, 148, 377, 176, 400, 149, 378]
 def _surprise(base, amount: float) -> np.ndarray:
     """AU1+2+5+26 as the face mesh shows it, `amount` % IOD: brows up, the forehead's points
     with them by half, upper lids up, lower lip and chin down; no head motion."""
-    iod = inter_ocular(base)
+    iod = inter_ocular_distance(base)
     lm = base.copy()
     d = amount / 100 * iod
     for g in ("brow_r", "brow_l"):
@@ -686,7 +700,7 @@ def test_a_generated_surprise_is_found_as_micro(base_landmarks, amount):
     n = 220
     prof = _profile(n, 100, 104, 110)  # 10 frames, 333 ms
     rng = np.random.default_rng(10)
-    iod = inter_ocular(base_landmarks)
+    iod = inter_ocular_distance(base_landmarks)
     frames = [lm + rng.normal(0, 0.15 / 100 * iod, lm.shape)
               for lm in (base_landmarks + prof[t] * (_surprise(base_landmarks, amount) - base_landmarks)
                          for t in range(n))]
@@ -702,7 +716,7 @@ def test_a_pure_zoom_is_not_an_event(base_landmarks):
     n = 220
     prof = _profile(n, 100, 105, 110)
     rng = np.random.default_rng(11)
-    iod = inter_ocular(base_landmarks)
+    iod = inter_ocular_distance(base_landmarks)
     frames = [_rigid(base_landmarks, 0.0, 1.0 + 0.1 * prof[t], (0.0, 0.0))
               + rng.normal(0, 0.15 / 100 * iod, base_landmarks.shape) for t in range(n)]
     sp, events = _run(frames)
@@ -715,7 +729,7 @@ def test_a_one_sided_lip_corner_pull_is_found_on_its_side(base_landmarks):
     # whole (the mirror pair, half of it).
     n = 220
     prof = _profile(n, 100, 104, 110)
-    iod = inter_ocular(base_landmarks)
+    iod = inter_ocular_distance(base_landmarks)
     rng = np.random.default_rng(12)
     frames = []
     for t in range(n):
@@ -736,7 +750,7 @@ def test_a_one_sided_dimpler_on_the_weaker_side_moves_the_action_unit_cue(base_l
     n = 240
     hold = _profile(n, 100, 110, 140)  # 1.3 s, held at the top
     rng = np.random.default_rng(13)
-    iod = inter_ocular(base_landmarks)
+    iod = inter_ocular_distance(base_landmarks)
     left, right = BLENDSHAPE_NAMES.index("mouthDimpleLeft"), BLENDSHAPE_NAMES.index("mouthDimpleRight")
     sp, buf, events = Spotter(), RollingBuffer(), []
     for i in range(n):

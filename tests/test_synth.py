@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from _data_helpers import synth_set
-from moext.face import FaceDetection, FaceMesh, _similarity, inter_ocular_distance
+from moext.face import FaceDetection, FaceMesh
+from moext.geometry import eye_centres, fit_similarity, inter_ocular_distance
 from train.synth import (
     CLASS_AUS,
     LONG_KINDS,
@@ -70,7 +71,7 @@ def _apex_motion(mesh, ident, cls, amp):
     a, b = mesh.detect(rest), mesh.detect(apex)
     assert isinstance(a, FaceDetection) and isinstance(b, FaceDetection)
     anchors = [33, 133, 362, 263, 1, 4, 6, 168, 152, 234, 454]
-    m = _similarity(b.landmarks[anchors].astype(float), a.landmarks[anchors].astype(float))
+    m = fit_similarity(b.landmarks[anchors], a.landmarks[anchors]).matrix
     moved = b.landmarks @ m[:, :2].T + m[:, 2]
     return (moved - a.landmarks) / inter_ocular_distance(a.landmarks)
 
@@ -195,11 +196,10 @@ def test_faces_folder(tmp_path, mesh):
 def _face_frame(mesh, rest, img, anchors=(33, 133, 362, 263, 1, 4, 6, 168, 234, 454, 10, 151)):
     """Face-mesh landmark moves rest -> img, rigid part removed, in the face frame (x away
     from the subject's right eye towards the left, y down), in IOD units."""
-    from moext.face import eye_centres
 
     a, b = mesh.detect(rest), mesh.detect(img)
     assert isinstance(a, FaceDetection) and isinstance(b, FaceDetection)
-    m = _similarity(b.landmarks[list(anchors)].astype(float), a.landmarks[list(anchors)].astype(float))
+    m = fit_similarity(b.landmarks[list(anchors)], a.landmarks[list(anchors)]).matrix
     d = (b.landmarks @ m[:, :2].T + m[:, 2] - a.landmarks) / inter_ocular_distance(a.landmarks)
     r, l = eye_centres(a.landmarks)
     ex = (l - r) / np.linalg.norm(l - r)
@@ -330,7 +330,7 @@ def test_yaw_is_not_a_similarity(mesh, big_ident):
     def residual(pose):
         img = rend.frame(None, 0.0, pose, 1.0, 0.0, 0.0, np.random.default_rng(0))
         a, b = mesh.detect(rest).landmarks[:468], mesh.detect(img).landmarks[:468]
-        m = _similarity(b.astype(float), a.astype(float))
+        m = fit_similarity(b, a).matrix
         return float(np.linalg.norm(b @ m[:, :2].T + m[:, 2] - a, axis=1).mean() / inter_ocular_distance(a))
 
     assert residual(rend.rigid(0.0, 0.0, 0.0, 1.0, 10.0)) > 1.5 * residual(rend.rigid(3.0, 2.0, 1.0))

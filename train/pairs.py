@@ -19,10 +19,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from moext.flow import DenseFlow, FlowConfig, channels_from_field, flow_field, transform_field
-from moext.io import atomic_write_bytes
 from moext.preprocess import crops_to_tensor
 from train.augment import augment_pair, augment_pair_geometry, expansion_set
 from train.config import AugmentConfig, TrainError
+from train.flow_cache import flow_file, write_flow
 
 MANIFEST = "manifest.jsonl"
 
@@ -130,13 +130,6 @@ class _EpochDataset(Dataset):
         return rng, onset, apex, row
 
 
-def flow_file(row: dict[str, Any], cfg: FlowConfig) -> Path:
-    """Where a row's onset -> apex flow field is cached: beside its onset crop, named by
-    both crops (caches may keep several samples' crops in one folder)."""
-    onset, apex = Path(row["onset"]), Path(row["apex"])
-    return onset.with_name(f"{onset.stem}-{apex.stem}.flow_{cfg.preset}_{cfg.size}.npy")
-
-
 class FlowStore:
     """Onset -> apex flow fields (float32 (size, size, 2), `moext.flow.flow_field`) of rows:
     computed once from the cached crops, kept beside them on disk (preprocess writes them; a
@@ -188,18 +181,6 @@ class FlowStore:
         uv = flow_field(self.read(row["onset"]), self.read(row["apex"]), self.cfg, self._flow)
         write_flow(path, uv)
         return uv
-
-
-def write_flow(path: Path, uv: np.ndarray) -> None:
-    """Save a flow field atomically; a read-only cache only loses the disk copy."""
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, uv.astype(np.float32))
-    try:
-        atomic_write_bytes(path, buf.getvalue(), fsync=False)
-    except OSError:
-        pass
 
 
 _EMPTY = torch.zeros(0)

@@ -25,7 +25,7 @@ from moext.face import LANDMARKER_ID, FaceDetection, FaceMesh, align_face
 from moext.preprocess import CROP_SIZE
 from train.datasets import Sample, read_dataset
 from train.manifest import append_row, load_rows, rewrite_rows
-from train.pairs import flow_file, write_flow
+from train.flow_cache import flow_file, write_flow
 
 SETTINGS = "preprocess.json"
 

@@ -11,7 +11,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from moext.face import FaceDetection, FaceMesh, eye_centres, inter_ocular_distance
+from moext.face import FaceDetection, FaceMesh
+from moext.geometry import eye_centres, fit_similarity, inter_ocular_distance
 from train.synth.aus import (
     _L_INNER_BROW, _L_MID_BROW, _L_OUTER_BROW, _R_INNER_BROW, _R_MID_BROW, _R_OUTER_BROW, ANCHORS, AU_MOVES,
     EXPRESSION_SIGMA_IOD, SHAPE_SIGMA_IOD, landmark_field,
@@ -247,7 +248,7 @@ def make_identity(
         src = np.stack([r, l])
         half = np.array([math.cos(roll), math.sin(roll)]) * iod / 2
         dst = np.stack([centre - half, centre + half])
-        m = _two_point_similarity(src, dst)
+        m = fit_similarity(src, dst).matrix
         face = cv2.warpAffine(img, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         lm_f = (lm @ m[:, :2].T + m[:, 2]).astype(np.float32)
         alpha = _head_mask(lm_f, (height, width)) if composite else None
@@ -259,14 +260,6 @@ def make_identity(
             return Identity(name=name, face=face, alpha=alpha, landmarks=det.landmarks,
                             iod=inter_ocular_distance(det.landmarks))
     raise SynthError(f"face mesh lost the face of photo {photo.name!r} after variation; try another photo.")
-
-
-def _two_point_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    vs, vd = src[1] - src[0], dst[1] - dst[0]
-    s = np.linalg.norm(vd) / np.linalg.norm(vs)
-    a = math.atan2(vd[1], vd[0]) - math.atan2(vs[1], vs[0])
-    rot = s * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    return np.hstack([rot, (dst[0] - rot @ src[0])[:, None]])
 
 
 def _head_mask(lm: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

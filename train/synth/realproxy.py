@@ -56,7 +56,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from moext.face import FaceDetection, FaceMesh, _similarity, eye_centres, inter_ocular_distance
+from moext.face import FaceDetection, FaceMesh
+from moext.geometry import eye_centres, fit_similarity, inter_ocular_distance
 from train.synth.clips import au_code
 from train.synth.identities import Identity, SynthError, _Photo, faces_by_name, make_identity, person_of
 from train.synth.profiles import event_profile
@@ -335,7 +336,7 @@ def load_motions(names: Sequence[str], mesh: FaceMesh, data_dir: Path | None = N
         g_n = cv2.cvtColor(neutral, cv2.COLOR_BGR2GRAY)
         for k in src.expressive:
             lm_e = _detect(mesh, frames[k], f"{src.video} frame {k}")
-            m = _similarity(lm_e[list(STABLE)], lm_n[list(STABLE)])  # expressive -> neutral
+            m = fit_similarity(lm_e[list(STABLE)], lm_n[list(STABLE)]).matrix  # expressive -> neutral
             g_e = cv2.cvtColor(cv2.warpAffine(frames[k], m, neutral.shape[1::-1], flags=cv2.INTER_LINEAR,
                                               borderMode=cv2.BORDER_REPLICATE), cv2.COLOR_BGR2GRAY)
             flow = dis.calc(g_n, g_e, None)  # neutral(p) ~ expressive(p + flow(p))
