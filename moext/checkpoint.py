@@ -16,21 +16,22 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from moext.io import atomic_save, atomic_write_text
+from moext.registry import Registry
 
 FORMAT = "moext-checkpoint"
 FORMAT_VERSION = 1
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and the mismatch."""
+
+
 # kind -> (model class, config class). Other methods register themselves here.
-MODEL_KINDS: dict[str, tuple[type[nn.Module], type]] = {}
+MODEL_KINDS: Registry[tuple[type[nn.Module], type]] = Registry("model kind", CheckpointError)
 
 
 def register_model(kind: str, model_cls: type[nn.Module], config_cls: type) -> None:
-    MODEL_KINDS[kind] = (model_cls, config_cls)
+    MODEL_KINDS.register(kind, (model_cls, config_cls), help=model_cls.__name__)
     model_cls.checkpoint_kind = kind
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message names the file and the mismatch."""
 
 
 def config_path(weights: str | Path) -> Path:

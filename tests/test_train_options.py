@@ -36,7 +36,7 @@ def test_help_lists_the_methods_that_exist(command):
     r = _invoke([command, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"})
     assert r.exit_code == 0
     text = re.sub(r"\s+", " ", r.output)
-    assert "training method: ma2mi, miacnet, moext" in text
+    assert "training method, one of ma2mi, miacnet, moext, ststnet (" in text and "miacnet (also ma2mi):" in text
     assert "moext, ..." not in text
     # model flags of both methods, each saying whose it is
     assert "--action-channels" in text and "--branch-channels" in text

@@ -6,7 +6,6 @@ method).
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from moext.preprocess import crops_to_tensor
 from train.augment import augment_pair
 from train.config import TrainError
 from train.pairs import CropCache
-from train.methods import METHODS, Method, register_method
+from train.methods import Method, register_method
 
 
 class MA2MIPairDataset(Dataset):
@@ -91,7 +90,8 @@ register_method(
         transfer=moext.transfer_ma2mi,
         ablations={"no-position-branch": {"use_position_branch": False}},
         pretext_report=_ma2mi_report,
-    )
+    ),
+    # `--method ma2mi` names the pre-training paradigm; it is the same method as `--model miacnet`.
+    help="MIACNet, pre-trained by MA2MI's latent reconstruction",
+    aliases=("ma2mi",),
 )
-# `--method ma2mi` names the pre-training paradigm; it is the same method as `--model miacnet`.
-register_method(dataclasses.replace(METHODS["miacnet"], name="ma2mi"))

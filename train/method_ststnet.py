@@ -32,5 +32,6 @@ register_method(
         pretrain_dataset=_no_pretraining,
         transfer=_no_pretraining,
         ablations={},
-    )
+    ),
+    help="STSTNet, the 2019 flow baseline: onset-apex optical flow, no pre-training",
 )

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import moext
+from moext.registry import Registry
 from moext.config import ModelConfig
 from moext.modeling.losses import pretraining_loss
 
@@ -69,17 +70,16 @@ class Method:
         return dataclasses.replace(base, num_classes=len(class_names), class_names=list(class_names))
 
 
-METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("method")
 
 
-def register_method(method: Method) -> None:
-    METHODS[method.name] = method
+def register_method(method: Method, help: str = "", aliases: tuple[str, ...] = ()) -> None:
+    METHODS.register(method.name, method, help, aliases)
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
-    return METHODS[name]
+    """The method registered as `name` or under it as an alias (ma2mi: MIACNet's)."""
+    return METHODS.get(name)
 
 
 def _moext_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -129,7 +129,8 @@ register_method(
             "no-L_ss": {"alpha_ss": 0.0},
         },
         pretext_report=_moext_report,
-    )
+    ),
+    help="MoExt: shape/texture separation and a motion extractor, pre-trained by reconstructing the apex",
 )
 
 

@@ -118,11 +118,12 @@ def model_flags() -> list[Flag]:
 
     by_field: dict[str, Flag] = {}
     # MoExt first: a field both configs share is documented in MoExt's words.
-    for name, method in sorted(METHODS.items(), key=lambda kv: (kv[0] != "moext", kv[0])):
-        for fl in _group_flags(method.config_cls, "model", (name,)):
+    for e in sorted(METHODS.entries(), key=lambda e: (e.name != "moext", e.name)):
+        names = tuple(sorted((e.name, *e.aliases)))  # every name a user may give the method
+        for fl in _group_flags(e.item.config_cls, "model", names):
             if fl.field in by_field:
                 old = by_field[fl.field]
-                by_field[fl.field] = dataclasses.replace(old, owners=old.owners + (name,))
+                by_field[fl.field] = dataclasses.replace(old, owners=old.owners + names)
             else:
                 by_field[fl.field] = fl
     return list(by_field.values())
@@ -329,7 +330,7 @@ def build_run(opts: Options, *, method: str, caches: list[Path], recipe: dict[st
     from train.methods import METHODS
 
     if method not in METHODS:
-        raise TrainError(f"unknown method {method!r}; choose one of {', '.join(sorted(METHODS))}")
+        raise TrainError(f"unknown method {method!r}; choose one of {', '.join(METHODS.choices())}")
     recipe = recipe or {}
     try:
         optim = OptimConfig(**{**recipe.get("optim", {}), **opts.values("optim")})

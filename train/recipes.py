@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from moext.registry import Registry
+
 Settings = dict[str, dict[str, Any]]
 
 # The demo weights' CPU widths (realtime/weights/demo.json), per method.
@@ -67,26 +69,31 @@ class Recipe:
 
 
 def _canonical(method: str) -> str:
-    return "miacnet" if method == "ma2mi" else method
+    """A method's registered name (a recipe's per-method settings are keyed by it)."""
+    from train.methods import METHODS
+
+    return METHODS.canonical(method) if method in METHODS else method
 
 
-RECIPES: dict[str, Recipe] = {}
+def _unknown_recipe(message: str) -> Exception:
+    from train.config import TrainError
+
+    return TrainError(message.replace("unknown recipe", "unknown --recipe"))
+
+
+RECIPES: Registry[Recipe] = Registry("recipe", _unknown_recipe)
 
 
 def register_recipe(recipe: Recipe) -> None:
-    RECIPES[recipe.name] = recipe
+    RECIPES.register(recipe.name, recipe, recipe.summary)
 
 
 def get_recipe(name: str) -> Recipe:
-    from train.config import TrainError
-
-    if name not in RECIPES:
-        raise TrainError(f"unknown --recipe {name!r}; choose one of {', '.join(RECIPES)}")
-    return RECIPES[name]
+    return RECIPES.get(name)
 
 
 def recipe_help() -> str:
-    return "training preset: " + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
+    return "training preset: " + RECIPES.help()
 
 
 register_recipe(Recipe(

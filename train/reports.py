@@ -16,7 +16,6 @@ from train.metrics import confusion, scores
 
 # CDE per-dataset columns in the paper's Table 6 order: manifest dataset id -> title.
 CDE_DATASETS = {"smic-hs": "SMIC-HS", "casme2": "CASME II", "samm": "SAMM"}
-DATASET_TITLES = {**CDE_DATASETS, "casme3": "CAS(ME)³", "macro": "macro"}
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -25,23 +25,16 @@ from train.options import Options, build_loso, build_run, with_options
 from train.recipes import DEFAULT_RECIPE, get_recipe, recipe_help
 
 
-def _names(kind: str) -> str:
-    """The registered methods (or classifier models) by name, for --help."""
+def _method_help() -> str:
+    """--method's help, from the method registry."""
     from train.methods import METHODS
 
-    if kind == "model":
-        return ", ".join(sorted(n for n, m in METHODS.items() if m.name == m.classifier_kind or n == "moext"))
-    return ", ".join(sorted(METHODS))
-
-
-def _method_help(kind: str) -> str:
-    what = "training method" if kind == "method" else "classifier (the method whose model is fine-tuned)"
-    return f"{what}: {_names('method')}"
+    return f"training method, one of {', '.join(METHODS.choices())} ({METHODS.help()})"
 
 
 Caches = Annotated[list[Path], typer.Argument(help="preprocess cache directories (each holds manifest.jsonl)")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="run directory to write")]
-Method = Annotated[str, typer.Option("--method", "--model", help=_method_help("method"))]
+Method = Annotated[str, typer.Option("--method", "--model", help=_method_help())]
 Resume = Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last checkpoint / finished folds")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
 Threads = Annotated[Optional[int], typer.Option(help="torch CPU threads per process (1 is fastest on a busy machine)")]

@@ -15,9 +15,15 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _datasets_help() -> str:
+    from train.datasets import READERS
+
+    return READERS.help()
+
+
 @app.command()
 def preprocess(
-    dataset: str = typer.Argument(..., help="casme2 | samm | smic-hs | casme3 | macro"),
+    dataset: str = typer.Argument(..., help=f"the dataset's reader: {_datasets_help()}"),
     root: Path = typer.Argument(..., help="the folder the dataset was unpacked into"),
     out: Path = typer.Option(..., "--out", "-o", help="cache folder (crops + manifest.jsonl)"),
     frames_per_clip: int = typer.Option(
@@ -35,11 +41,11 @@ def preprocess(
     Resumable: run it again after an interruption and it continues. Samples that cannot be
     used are skipped, listed at the end and in the manifest (status skipped, reason).
     """
-    from train.datasets import DATASETS, DatasetError
+    from train.datasets import READERS, DatasetError
     from train.datasets.cache import CacheError, PreprocessConfig, preprocess_dataset
 
-    if dataset not in DATASETS:
-        _fail(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if dataset not in READERS:
+        _fail(f"unknown dataset {dataset!r}; choose one of {', '.join(READERS.choices())}")
     if not root.exists():
         _fail(f"dataset root {root} does not exist; give the folder you unpacked {dataset} into")
     cfg = PreprocessConfig(frames_per_clip=frames_per_clip, frame_stride=frame_stride, align=align)

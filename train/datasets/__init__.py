@@ -12,9 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from moext.registry import Registry
 from train.datasets.common import DatasetError, Sample
 
-READERS: dict[str, Callable[[Path], list[Sample]]] = {}
+# name -> reader; the help is the dataset's title in reports.
+READERS: Registry[Callable[[Path], list[Sample]]] = Registry("dataset", DatasetError)
 
 
 def _register() -> None:
@@ -24,24 +26,26 @@ def _register() -> None:
     from train.datasets.samm import read_samm
     from train.datasets.smic import read_smic_hs
 
-    READERS.update({"casme2": read_casme2, "samm": read_samm, "smic-hs": read_smic_hs,
-                    "casme3": read_casme3, "macro": read_macro})
+    READERS.register("casme2", read_casme2, "CASME II")
+    READERS.register("samm", read_samm, "SAMM")
+    READERS.register("smic-hs", read_smic_hs, "SMIC-HS")
+    READERS.register("casme3", read_casme3, "CAS(ME)³")
+    READERS.register("macro", read_macro, "macro-expression clips (our folder layout)")
 
 
 _register()
-DATASETS = tuple(READERS)
+DATASETS = READERS.names()
 
 
 def read_dataset(name: str, root: str | Path) -> list[Sample]:
     """Samples of dataset `name` (one of `DATASETS`) under `root`."""
-    if name not in READERS:
-        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    reader = READERS.get(name)
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"dataset root {root} does not exist; give the folder you unpacked {name} into")
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a folder")
-    return READERS[name](root.resolve())
+    return reader(root.resolve())
 
 
 __all__ = ["DATASETS", "READERS", "DatasetError", "Sample", "read_dataset"]
