@@ -16,6 +16,7 @@ from train.synth.clips import au_code, class_aus, expression_field
 from train.synth.identities import (
     IDENTITY_NAMES, SynthError, default_faces, detect_photos, faces_by_name, make_background, make_identity, person_of,
 )
+from train.synth.piecewise import piecewise_expression_field
 from train.synth.profiles import _sway, event_profile
 from train.synth.render import Renderer
 
@@ -65,9 +66,11 @@ def plan_events(num_frames: int, fps: float, rng: np.random.Generator,
     return events
 
 
-STYLES = ("classic", "dataset")
+STYLES = ("classic", "dataset", "piecewise")
 # What `style="dataset"` changes (issue 12): micro peaks of 0.5-3 % IOD, the datasets' AU
-# patterns per class, and a head movement during half of the expressions.
+# patterns per class, and a head movement during half of the expressions. `style="piecewise"`
+# is the dataset style with another deformation model (`train.synth.piecewise`: each unit as
+# the landmark movement the blendshape model reads as it, warped piecewise-affinely).
 DATASET_MICRO_PEAK = (0.005, 0.03)
 EVENT_HEAD_MOTION_P = 0.5
 
@@ -124,8 +127,10 @@ def make_long_video(
             offline machine raises `PyFeatUnavailable` for those). Default: the first.
         style: "classic" (the events the spotter was tuned and tested on: one AU pattern
             per class, warp peaks 2-4 % IOD, head motion only in head turns and a slight
-            sway) or "dataset" (the datasets' AU patterns per class, micro peaks 0.5-3 % IOD,
-            half of the expressions with a head movement during them).
+            sway), "dataset" (the datasets' AU patterns per class, micro peaks 0.5-3 % IOD,
+            half of the expressions with a head movement during them) or "piecewise" (the
+            dataset style's schedule and patterns, each unit moved as the blendshape model
+            reads it and warped piecewise-affinely: `train.synth.piecewise`).
         micro_peak: (low, high) micro warp peak as a fraction of the IOD, overriding the
             style's.
         iod_frac: inter-ocular distance as a fraction of the width (0.11 -> ~70 px at 640).
@@ -148,7 +153,7 @@ def make_long_video(
         ident = make_identity(photo, rng, mesh, width, height, iod_frac, "subject", composite=True)
     renderer = Renderer(ident, make_background(width, height, rng), seed=seed)
     n = int(round(seconds * fps))
-    peak = micro_peak or (DATASET_MICRO_PEAK if style == "dataset" else (0.02, 0.04))
+    peak = micro_peak or (DATASET_MICRO_PEAK if style != "classic" else (0.02, 0.04))
     events = plan_events(n, fps, rng, peak)
     # The dataset style's extra draws come from their own stream, so that the schedule above
     # and the classic draws below stay the same.
@@ -169,7 +174,7 @@ def make_long_video(
         hold = int(0.25 * (off - ap)) if ev["kind"] == "macro" else 0
         prof = event_profile(n, on, ap, off, hold=hold)
         amp += prof * ev["peak_iod"]
-        if style == "dataset":
+        if style != "classic":
             pattern = draw_pattern(ev["class"], drng)
             aus = pattern.aus
             ev["pattern"] = pattern.emotion
@@ -213,7 +218,8 @@ def make_long_video(
                 rig = pose(t)
                 if cls_at[t] is not None:
                     aus = aus_for[t]
-                    fld = expression_field(ident, aus, classic=style == "classic")
+                    fld = (piecewise_expression_field(ident, aus) if style == "piecewise"
+                           else expression_field(ident, aus, classic=style == "classic"))
                 else:
                     fld = None
                 writer.write(renderer.frame(fld, float(amp[t]), rig, float(gain[t]), grad, 1.5, rng))
