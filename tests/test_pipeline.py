@@ -75,7 +75,7 @@ def test_stage1_measures_the_flow_the_spotter_asks_for(cache):
         meter.measure = measure
 
     rec = Recognizer.from_checkpoint(backend="onnx")
-    counting(rec._flow_meter, "stage1")
+    counting(rec.face.flow_meter, "stage1")
     counting(rec.spotter.flow_meter, "spotter")
     with VideoSource(DEMO_VIDEO) as src:
         results = [r for _, r in zip(range(N), (r for _, r in run_frames(rec, src)))]

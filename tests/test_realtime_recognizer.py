@@ -154,11 +154,11 @@ def test_a_frame_the_tracker_refuses_does_not_move_the_clock(recognizer, face, m
         raise RuntimeError("tracker refused the frame")
 
     assert recognizer.process(canvas((face, 200, 60)), 10.0).face_found
-    good = recognizer._mesh.detect
-    monkeypatch.setattr(recognizer._mesh, "detect", refuse)
+    good = recognizer.face.tracker.detect
+    monkeypatch.setattr(recognizer.face.tracker, "detect", refuse)
     with pytest.raises(RuntimeError):
         recognizer.process(canvas((face, 200, 60)), 1000.0)
-    monkeypatch.setattr(recognizer._mesh, "detect", good)
+    monkeypatch.setattr(recognizer.face.tracker, "detect", good)
     assert recognizer.frames == 1
     assert recognizer.process(canvas((face, 200, 60)), 43.0).face_found  # judged against 10 ms, not 1000
 
