@@ -121,6 +121,11 @@ def main(
         True, "--pipeline/--no-pipeline",
         help="Run face mesh + alignment in a second thread, one frame ahead of the classifier "
              "(same results, higher fps on 2+ cores)."),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", metavar="KEY=VALUE",
+        help="Any recognizer or spotting setting (repeatable), e.g. --set spotting.return_frac=0.5 "
+             "or --set buffer_ms=6000; checked against the setting's type and range before the "
+             "run starts (`moext-live settings` lists them with their defaults)."),
 ) -> None:
     """Run the live recognizer on a camera, a video file, a frame folder, or the demo video."""
     if ctx.invoked_subcommand is not None:
@@ -143,7 +148,7 @@ def main(
     raise typer.Exit(run(camera, video, checkpoint, backend.value, headless, events, frames,
                          max_frames, threads, pipeline, precision.value, heatmap,
                          landmarks.value, micro_cue.value, clip=clip, fps=fps,
-                         blendshapes=blendshapes, classify_every=classify_every))
+                         blendshapes=blendshapes, classify_every=classify_every, sets=sets or []))
 
 
 def event_line(ev) -> str:
@@ -163,7 +168,8 @@ def event_line(ev) -> str:
 def run(camera, video, checkpoint, backend, headless, events_path, frames_path, max_frames,
         threads, pipeline: bool = True, precision: str = "fp32", heatmap: bool = False,
         landmarks: str = "mesh", micro_cue: str = "flow", clip: bool = False,
-        fps: float | None = None, blendshapes: bool = False, classify_every: int = 1) -> int:
+        fps: float | None = None, blendshapes: bool = False, classify_every: int = 1,
+        sets: list[str] | None = None) -> int:
     """The loop behind `moext-live`; returns the exit code."""
     from realtime.backends import BackendUnavailable
     from realtime.events import EventWriter, FrameWriter
@@ -172,7 +178,16 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
     from realtime.sources import SourceError, open_source
     from realtime.spotting import SpottingConfig
 
-    # Open the cheap things first so that a typo in a path fails before models load.
+    # Open the cheap things first so that a typo in a path or a setting fails before models load.
+    config = RecognizerConfig(threads=threads, precision=precision, landmarks=landmarks,
+                              classify_every=classify_every, spotting=SpottingConfig(transient_cue=micro_cue))
+    if sets:
+        from moext.settings import SettingError, apply_sets
+
+        try:
+            config = apply_sets(config, sets)
+        except SettingError as e:
+            _fail(str(e))
     if events_path and frames_path and Path(events_path).resolve() == Path(frames_path).resolve():
         _fail(f"--events and --frames both name {events_path}; give each its own file (their rows differ)")
     try:
@@ -189,10 +204,11 @@ def run(camera, video, checkpoint, backend, headless, events_path, frames_path, 
             # Without the pipeline the classifier has every core to itself (the ONNX
             # backend would otherwise pick one thread for a cheap graph, see backends.py).
             threads = os.cpu_count() or None
-        rec = Recognizer.from_checkpoint(checkpoint, backend=backend,
-                         config=RecognizerConfig(threads=threads, precision=precision,
-                                                 landmarks=landmarks, classify_every=classify_every,
-                                                 spotting=SpottingConfig(transient_cue=micro_cue)))
+        if threads is not None and config.threads is None:
+            from dataclasses import replace
+
+            config = replace(config, threads=threads)
+        rec = Recognizer.from_checkpoint(checkpoint, backend=backend, config=config)
     except (RecognizerError, BackendUnavailable) as e:
         source.close()
         _fail(str(e))
@@ -372,6 +388,21 @@ class _StopOnSignal:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old = {}
+
+
+@app.command("settings")
+def settings_cmd() -> None:
+    """List every setting `--set KEY=VALUE` takes, with its default (docs: SpottingConfig and
+    RecognizerConfig in realtime/)."""
+    from moext.settings import setting_names
+    from realtime.recognizer import RecognizerConfig
+
+    cfg = RecognizerConfig()
+    for key in setting_names(RecognizerConfig):
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        typer.echo(f"{key} = {value!r}")
 
 
 @app.command("export")

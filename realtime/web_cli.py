@@ -42,6 +42,9 @@ def web_command(
         Landmarks.mesh, "--landmarks",
         help="mesh: MediaPipe's face mesh (478 points); fast: its landmark model run directly with "
              "LiteRT (about half the per-frame cost, so fewer webcam frames are dropped on a slow CPU)."),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", metavar="KEY=VALUE",
+        help="Any recognizer or spotting setting, as moext-live --set (`moext-live settings` lists them)."),
 ) -> None:
     """Serve the browser demo (live webcam + video upload) on HOST:PORT."""
     from realtime.backends import BackendUnavailable
@@ -60,10 +63,19 @@ def web_command(
         typer.echo(f"moext-live: warning: --host {host} serves the demo to the network: anyone who "
                    "can reach this machine can open the page, and the faces it analyses are biometric "
                    "data; use 127.0.0.1 unless that is what you want", err=True)
+    recognizer = RecognizerConfig(threads=threads, landmarks=landmarks.value)
+    if sets:
+        from moext.settings import SettingError, apply_sets
+
+        try:
+            recognizer = apply_sets(recognizer, sets)
+        except SettingError as e:
+            typer.echo(f"moext-live: error: {e}", err=True)
+            raise typer.Exit(2) from None
     cfg = WebConfig(checkpoint=checkpoint, backend=backend.value, concurrency_limit=concurrency,
                     time_limit=time_limit, max_file_size=max_file_size,
                     max_video_seconds=max_video_seconds, stream_every=stream_every,
-                    recognizer=RecognizerConfig(threads=threads, landmarks=landmarks.value))
+                    recognizer=recognizer)
     try:
         serve(cfg, host, port, share)
     except (RecognizerError, BackendUnavailable) as e:  # bad checkpoint, backend not usable here

@@ -102,6 +102,37 @@ def test_events_and_frames_in_one_file_are_refused(env, tiny_ck, face_frames):
     assert not same.exists()
 
 
+def test_set_reaches_the_recognizer_and_a_bad_one_is_refused_before_anything_runs(env, tiny_ck, face_frames,
+                                                                                 monkeypatch):
+    from realtime.recognizer import Recognizer, RecognizerError
+
+    v = write_video(env / "v.mp4", face_frames[:5])
+    ev = env / "set-events.csv"
+    base = ["--video", str(v), "--checkpoint", str(tiny_ck), "--headless", "--backend", "onnx", "--events", str(ev)]
+    for bad, says in ((["--set", "spotting.return_frac=abc"], "spotting.return_frac=abc: takes a number"),
+                      (["--set", "return_frac=0.5"], "did you mean spotting.return_frac"),
+                      (["--set", "spotting.transient_cue=wind"], "choose flow or landmarks"),
+                      (["--set", "landmarks"], "write KEY=VALUE")):
+        r = runner.invoke(app, base + bad)
+        assert r.exit_code == 2 and says in _err(r), (bad, _err(r))
+        assert not ev.exists()
+    seen = {}
+
+    def capture(checkpoint=None, backend="auto", config=None):
+        seen["config"] = config
+        raise RecognizerError("stop here")
+
+    monkeypatch.setattr(Recognizer, "from_checkpoint", staticmethod(capture))
+    r = runner.invoke(app, base + ["--set", "spotting.return_frac=0.5", "--set", "buffer_ms=6000",
+                                   "--micro-cue", "landmarks"])
+    assert r.exit_code == 2 and "stop here" in _err(r)
+    cfg = seen["config"]
+    assert cfg.spotting.return_frac == 0.5 and cfg.buffer_ms == 6000.0
+    assert cfg.spotting.transient_cue == "landmarks"  # the flags still apply beside --set
+    r = runner.invoke(app, ["settings"])
+    assert r.exit_code == 0 and "spotting.return_frac = " in r.output and "buffer_ms = 4000.0" in r.output
+
+
 def test_bad_events_extension(env, tiny_ck, face_frames):
     v = write_video(env / "v.mp4", face_frames[:5])
     r = runner.invoke(app, ["--video", str(v), "--checkpoint", str(tiny_ck), "--headless",
