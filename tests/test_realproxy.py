@@ -166,6 +166,12 @@ def test_cli_rejects_a_bad_amplitude_and_writes_nothing(tmp_path):
     res = CliRunner().invoke(app, ["synth", "--out", str(out), "--samples", "5"])
     assert res.exit_code == 2 and "--style realproxy" in res.output
     assert not out.exists()
+    for bad, says in (("shading=abc", "takes a number"), ("shading=9", "give 0 (a pure warp) to 5"),
+                      ("shade=1", "no such setting")):
+        res = CliRunner().invoke(app, ["synth", "--style", "realproxy", "--out", str(out), "--subjects", "2",
+                                       "--set", bad])
+        assert res.exit_code == 2 and says in res.output, (bad, res.output)
+        assert not out.exists()
 
 
 def test_config_check_names_the_fix():

@@ -101,6 +101,9 @@ def synth(
     amplitude: Optional[tuple[float, float]] = typer.Option(None, "--amplitude", help="realproxy: peak movement range "
                                                            "LOW HIGH, fraction of the IOD (default 0.005 0.035)"),
     seed: int = typer.Option(0, "--seed", help="everything is deterministic for a seed"),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="realproxy: any setting of train.synth.realproxy.RealProxyConfig "
+        "(repeatable), e.g. --set shading=1.0 --set fps=100; type-checked before anything is written"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
 ) -> None:
     """Synthetic micro-expressions on real face photos (tests and demos only).
@@ -118,9 +121,16 @@ def synth(
         from train.synth.realproxy import RealProxyConfig, write_realproxy
 
         n = samples if samples is not None else max(round(142 * subjects / 24), subjects)
-        cfg_rp = RealProxyConfig(out=out, subjects=subjects, samples=n, seed=seed)
+        cfg_rp = RealProxyConfig(out=out, subjects=subjects, samples=n, seed=seed, first_subject=first_subject)
         if amplitude is not None:
             cfg_rp.amplitude_iod = (float(amplitude[0]), float(amplitude[1]))
+        if sets:
+            from moext.settings import SettingError, apply_sets
+
+            try:
+                cfg_rp = apply_sets(cfg_rp, sets)
+            except SettingError as e:
+                _fail(str(e))
         t0 = time.perf_counter()
         try:
             cfg_rp.check()
@@ -130,8 +140,8 @@ def synth(
         typer.echo(f"wrote {len(truth['micro'])} samples of {subjects} subjects (CASME II layout, 200 fps) to {out} "
                    f"in {time.perf_counter() - t0:.1f} s (generated: a proxy, not real micro-expressions)")
         return
-    if samples is not None or amplitude is not None:
-        _fail("--samples and --amplitude belong to --style realproxy; use --per-class and --micro-peak here")
+    if samples is not None or amplitude is not None or sets:
+        _fail("--samples, --amplitude and --set belong to --style realproxy; use --per-class and --micro-peak here")
 
     if not 0 < micro_peak[0] <= micro_peak[1]:
         _fail(f"--micro-peak {micro_peak[0]} {micro_peak[1]}: give LOW HIGH with 0 < LOW <= HIGH, e.g. 0.02 0.04")
