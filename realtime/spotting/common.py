@@ -3,6 +3,7 @@ against it, and the names of the sustained detector's cues."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -57,3 +58,44 @@ def floored_z(values: np.ndarray, noise: NoiseLevel, enter_z: float, least: floa
     moves on a very quiet face cannot enter however small its noise."""
     z = values / noise.rms
     return float(np.where(values >= least, z, np.minimum(z, enter_z * 0.99)).max())
+
+
+class MacroSpans:
+    """Times (ms) of the recent and ongoing sustained movements, as (start, end) with end
+    infinite while the movement is open: a transient inside one is its edge, not a
+    micro-expression. The sustained detector opens and closes them; the spotter and the
+    transient detector ask which overlap an interval."""
+
+    OPEN = float("inf")
+
+    def __init__(self, keep: int = 8):
+        self._spans: deque[list[float]] = deque(maxlen=keep)
+
+    def open(self, start_ms: float) -> None:
+        self._spans.append([start_ms, self.OPEN])
+
+    def close(self, end_ms: float) -> None:
+        """End the open span, if the last one is open."""
+        if self._spans and self._spans[-1][1] == self.OPEN:
+            self._spans[-1][1] = end_ms
+
+    def drop_last(self) -> None:
+        """Forget the newest span (its movement was dropped or left to the transient detector:
+        it must not mask a transient)."""
+        if self._spans:
+            self._spans.pop()
+
+    def settle_last(self, start_ms: float, end_ms: float) -> None:
+        """The newest span, reported, from at most `start_ms` to `end_ms`."""
+        if self._spans:
+            self._spans[-1] = [min(self._spans[-1][0], start_ms), end_ms]
+
+    def overlapping(self, on_ms: float, off_ms: float) -> list[tuple[float, float]]:
+        """The spans that overlap [on_ms, off_ms]."""
+        return [(s, e) for s, e in self._spans if on_ms <= e and off_ms >= s]
+
+    def clear(self) -> None:
+        self._spans.clear()
+
+    def __len__(self) -> int:
+        return len(self._spans)

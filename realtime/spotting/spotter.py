@@ -27,6 +27,7 @@ import numpy as np
 
 from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.motion import MotionMeasure, group_magnitudes, measure_motion
+from realtime.spotting.common import MacroSpans
 from realtime.spotting.config import SpottingConfig
 from realtime.spotting.events import DroppedMovement, SpottedEvent, SpotUpdate
 from realtime.spotting.sustained import SustainedDetector
@@ -94,10 +95,10 @@ class Spotter:
 
         waiting = []
         for e in ctx.pending:
-            spans = [sp for sp in ctx.macro_spans if overlaps(e, *sp)]
-            if spans and now_ms is not None and any(sp[1] == float("inf") for sp in spans):
+            spans = ctx.macro_spans.overlapping(e.onset.t_ms, e.offset.t_ms)
+            if spans and now_ms is not None and any(end == MacroSpans.OPEN for _, end in spans):
                 waiting.append(e)
-            elif spans and all(sp[1] != float("inf") for sp in spans):
+            elif spans and all(end != MacroSpans.OPEN for _, end in spans):
                 # The sustained movement it belongs to was reported (or was head motion).
                 self._discard("edge of a macro movement", (e.onset, e.apex, e.offset), e.amplitude)
             else:
@@ -190,9 +191,7 @@ class Spotter:
         if not keep_transient:
             self.transient.clear_trace()
         self.sustained.recent.clear()
-        spans = self.ctx.macro_spans
-        if spans and spans[-1][1] == float("inf"):
-            spans[-1][1] = rec.t_ms
+        self.ctx.macro_spans.close(rec.t_ms)
 
     def update(self, rec: BufferedFrame, buffer: RollingBuffer) -> SpotUpdate:
         """Advance by one tracked frame (already appended to `buffer`)."""

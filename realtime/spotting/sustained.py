@@ -36,7 +36,7 @@ from realtime.motion import GROUP_NAMES, MotionMeasure, measure_motion
 from realtime.spotting.config import SpottingConfig
 from realtime.spotting.edges import event_edges, smooth_ms
 from realtime.spotting.events import REGION_OF, Recent, SpottedEvent, event_kind
-from realtime.spotting.common import Cue, NoiseLevel, floored_z
+from realtime.spotting.common import Cue, MacroSpans, NoiseLevel, floored_z
 from realtime.spotting.transient import SpotContext
 
 # The face region each action unit belongs to (for events the action units led).
@@ -171,7 +171,7 @@ class SustainedDetector:
         self.ref = ref
         self.lm_valid = lm_valid
         self.trace = [self._measure(f) for f in self.ctx.buffer.since(ref.index)]
-        self.ctx.macro_spans.append([ref.t_ms - c.transient_lag_ms, float("inf")])
+        self.ctx.macro_spans.open(ref.t_ms - c.transient_lag_ms)
 
     def _measure(self, f: BufferedFrame) -> _Sample:
         m = measure_motion(f.points, self.ref.points)
@@ -215,10 +215,9 @@ class SustainedDetector:
 
     # -- close ---------------------------------------------------------------------------
 
-    def _drop(self, spans, why: str, frames, amplitude: float) -> tuple[list[SpottedEvent], str]:
+    def _drop(self, spans: MacroSpans, why: str, frames, amplitude: float) -> tuple[list[SpottedEvent], str]:
         # Nothing is reported, so it must not mask a transient either.
-        if spans:
-            spans.pop()
+        spans.drop_last()
         return [], self.ctx.discard(why, frames, amplitude, "sustained")
 
     def close(self, returned: bool, truncated: bool = False) -> tuple[list[SpottedEvent], str | None]:
@@ -234,8 +233,7 @@ class SustainedDetector:
         self.end()
         self.recent.clear()
         spans = ctx.macro_spans
-        if spans and spans[-1][1] == float("inf"):
-            spans[-1][1] = trace[-1].frame.t_ms if trace else ref.t_ms
+        spans.close(trace[-1].frame.t_ms if trace else ref.t_ms)
         if not trace:
             return [], None
         frames = [s.frame for s in trace]
@@ -323,12 +321,10 @@ class SustainedDetector:
         if returned and not truncated and event.kind == "micro":
             # Brief and come back: the transient detector reports it (with better edges); if
             # it does not, the spotter reports this one when it is due.
-            if spans:
-                spans.pop()
+            spans.drop_last()
             due = offset.t_ms + 2 * c.transient_lag_ms + c.return_window_ms
             ctx.deferred.append((event, due))
             return [], None
-        if spans:
-            spans[-1] = [min(spans[-1][0], onset.t_ms - c.transient_lag_ms), offset.t_ms + c.transient_lag_ms]
+        spans.settle_last(onset.t_ms - c.transient_lag_ms, offset.t_ms + c.transient_lag_ms)
         self.last_ref = ref
         return [event], None

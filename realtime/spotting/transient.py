@@ -24,7 +24,7 @@ import numpy as np
 
 from realtime.buffer import BufferedFrame, RollingBuffer
 from realtime.motion import GROUP_NAMES, FlowMeter, MotionMeasure, group_magnitudes, measure_motion
-from realtime.spotting.common import NoiseLevel, floored_z
+from realtime.spotting.common import MacroSpans, NoiseLevel, floored_z
 from realtime.spotting.config import SpottingConfig
 from realtime.spotting.edges import event_edges
 from realtime.spotting.events import REGION_OF, Recent, SpottedEvent, event_kind
@@ -67,7 +67,7 @@ class SpotContext:
     unlag: Callable[[BufferedFrame], BufferedFrame]
     flow_displacement: Callable[[BufferedFrame, BufferedFrame], np.ndarray | None]
     direct_flow: Callable[[BufferedFrame, BufferedFrame], np.ndarray | None]
-    macro_spans: deque = field(default_factory=lambda: deque(maxlen=8))
+    macro_spans: MacroSpans = field(default_factory=MacroSpans)
     frame_ms: float = 1000.0 / 30
     pending: list = field(default_factory=list)
     deferred: list = field(default_factory=list)
@@ -244,12 +244,11 @@ class TransientDetector:
             kind=event_kind(duration, c.micro_max_ms), region=REGION_OF[name], group=name,
             cue="flow" if self.by_flow else "landmarks", truncated=truncated,
         )
-        for start, end in ctx.macro_spans:
-            if onset.t_ms <= end and offset.t_ms >= start:
-                if end == float("inf"):
-                    ctx.pending.append(event)
-                    return [], None
-                return drop("edge of a macro movement")
+        for _, end in ctx.macro_spans.overlapping(onset.t_ms, offset.t_ms):
+            if end == MacroSpans.OPEN:
+                ctx.pending.append(event)
+                return [], None
+            return drop("edge of a macro movement")
         return [event], None
 
     def _flow_pair(self, a: BufferedFrame, b: BufferedFrame) -> bool:
