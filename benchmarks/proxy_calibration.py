@@ -7,7 +7,11 @@ on it what they scored on 142 real CASME II samples (issue 24)?
 
 Steps, each skipped when its output is already there (so an interrupted run resumes):
 1. generate the proxy with this checkout's generator (`train.synth.realproxy`) into WORK/set;
-2. preprocess it with the BASE checkout (`moext-train preprocess casme2`) into WORK/cache;
+2. preprocess it with the BASE checkout (`moext-train preprocess casme2`) into WORK/cache,
+   and for the flow baseline's row with this checkout and `--align onset` into
+   WORK/cache-onset: the real row computed its flow on one crop per sample (the dataset's
+   own face crops), which per-frame alignment is not (its mouth point moves with the
+   expression); the `ststnet-frame` row runs the per-frame cache to show the difference;
 3. run each row's `moext-train loso --protocol cde` (strict, last epoch, with the test-best
    figure beside it) into WORK/loso/<row>/, logging to WORK/logs/<row>.log. MoExt and
    MIACNet rows run the BASE checkout (the code the real figures were measured with: commit
@@ -57,6 +61,12 @@ class Row:
     real_test_best: float
     real_train_acc: str
     real_note: str
+    align: str = "frame"  # preprocess --align of the row's cache: "onset" for the flow baseline
+    out: str = ""  # WORK/loso/<out>/ (default: the name)
+
+    @property
+    def folder(self) -> str:
+        return self.out or self.name
 
 
 ROWS = {
@@ -66,10 +76,17 @@ ROWS = {
     "miacnet": Row("miacnet", "MIACNet, CPU size (MobileNetV3-Small 128, action 32, position 16, fusion 32, "
                    "latent 16), default recipe, from scratch", ("--method", "miacnet", *MIACNET_CPU), True,
                    0.333, 0.349, 0.501, "0.67-0.87", "recall negative 0.79, positive 0.22, surprise 0.04"),
-    "ststnet": Row("ststnet", "STSTNet flow baseline (this checkout's `--method ststnet`)",
-                   ("--method", "ststnet"), False, 0.791, 0.789, 0.874, "0.97-1.00",
-                   "seed 0 (seed 1: 0.814 / 0.810, test-best 0.865); recall negative 0.87-0.89, positive 0.66, "
-                   "surprise 0.84-0.88"),
+    # The real row computed its flow "on the samples' own face crops": one fixed crop per
+    # sample. Our preprocessing's equivalent is `--align onset` (the onset's transform for the
+    # apex too); per-frame alignment moves with the expression (the mouth is an alignment
+    # point) and its jitter is flow the baseline reads as motion: the second row shows how much.
+    "ststnet": Row("ststnet", "STSTNet flow baseline (this checkout's `--method ststnet`), one crop per sample "
+                   "(`preprocess --align onset`), as the real row", ("--method", "ststnet"), False, 0.791, 0.789,
+                   0.874, "0.97-1.00", "seed 0 (seed 1: 0.814 / 0.810, test-best 0.865); recall negative 0.87-0.89, "
+                   "positive 0.66, surprise 0.84-0.88", align="onset", out="ststnet-onset"),
+    "ststnet-frame": Row("ststnet-frame", "the same on per-frame aligned crops (our default preprocess; not how the "
+                         "real row was made)", ("--method", "ststnet"), False, 0.791, 0.789, 0.874, "0.97-1.00",
+                         "as above", out="ststnet"),
 }
 
 
@@ -136,17 +153,29 @@ def preprocess(work: Path, base: Path) -> list[str]:
     return args
 
 
+def preprocess_onset(work: Path) -> list[str]:
+    """The one-crop-per-sample cache of the flow baseline's row (this checkout's preprocess:
+    751d615 has `--align onset` too, but no flow)."""
+    prefix, env, cwd = cli(None)
+    args = ["preprocess", "casme2", str(work / "set"), "--out", str(work / "cache-onset"), "--align", "onset",
+            "--no-progress"]
+    if not (work / "cache-onset" / "manifest.jsonl").is_file():
+        run_logged([*prefix, *args], env, cwd, work / "logs" / "preprocess-onset.log")
+    return args
+
+
 def loso_args(row: Row, work: Path, seed: int, subjects: list[str] = ()) -> list[str]:
     """The row's `loso` arguments; `subjects` restricts the scored folds (others still train)."""
-    return ["loso", str(work / "cache"), "--protocol", "cde", "--out", str(work / "loso" / row.name),
+    cache = work / ("cache-onset" if row.align == "onset" else "cache")
+    return ["loso", str(cache), "--protocol", "cde", "--out", str(work / "loso" / row.folder),
             *row.flags, "--selection", "test-best", "--workers", "1", "--seed", str(seed), "--threads", "1",
             "--quiet", "--resume", *[a for s in subjects for a in ("--subject", f"casme2/{s}")]]
 
 
 def run_row(row: Row, work: Path, base: Path, seed: int, subjects: list[str] = ()) -> None:
     prefix, env, cwd = cli(base if row.base else None)
-    dt = run_logged([*prefix, *loso_args(row, work, seed, subjects)], env, cwd, work / "logs" / f"{row.name}.log")
-    with open(work / "logs" / f"{row.name}.seconds", "a") as fh:
+    dt = run_logged([*prefix, *loso_args(row, work, seed, subjects)], env, cwd, work / "logs" / f"{row.folder}.log")
+    with open(work / "logs" / f"{row.folder}.seconds", "a") as fh:
         fh.write(f"{dt:.1f}\n")
 
 
@@ -170,7 +199,7 @@ def row_figures(work: Path, row: Row, subjects: set[str] | None = None) -> dict 
     """Pooled figures from the row's finished folds (WORK/loso/<row>/folds/*.json), so a row
     cut short still reports what it has; `subjects` keeps only those test subjects' folds."""
     folds = []
-    for path in sorted((work / "loso" / row.name / "folds").glob("*.json")):
+    for path in sorted((work / "loso" / row.folder / "folds").glob("*.json")):
         f = json.loads(path.read_text())
         if subjects is None or f["fold"].split("/")[-1] in subjects:
             folds.append(f)
@@ -186,7 +215,7 @@ def row_figures(work: Path, row: Row, subjects: set[str] | None = None) -> dict 
         tb += list(by_epoch[accs.index(max(accs))])
     uf1, uar, recall = _scores(yt, yp)
     accs = [f["train_acc"] for f in folds if f.get("train_acc") is not None]
-    secs = work / "logs" / f"{row.name}.seconds"
+    secs = work / "logs" / f"{row.folder}.seconds"
     return {
         "uf1": uf1, "uar": uar, "test_best": _scores(yt, tb)[0], "n": len(yt),
         "recall": dict(zip(("negative", "positive", "surprise"), recall)),
@@ -263,7 +292,8 @@ def write_table(work: Path, results: Path, seed: int, base: Path, cmds: dict[str
               "for the folds named (benchmark flag `--subjects`) and/or stopped early for CPU time; each "
               "command resumes a stopped row (`--resume`).", "", "```", f"git worktree add {base} 751d615",
               "# the proxy (generation only: no rows):", shlex.join(cmds["generate"]),
-              f"(cd {base} && PYTHONPATH={base} python -m train.cli {shlex.join(cmds['preprocess'])})"]
+              f"(cd {base} && PYTHONPATH={base} python -m train.cli {shlex.join(cmds['preprocess'])})",
+              f"PYTHONPATH=. python -m train.cli {shlex.join(cmds['preprocess-onset'])}"]
     for name, args in cmds.items():
         if name in ROWS:
             where = base if ROWS[name].base else ROOT
@@ -297,10 +327,14 @@ def main() -> None:
     if not args.report_only:
         cmds["generate"] = generate(work, args.seed, args.proxy)
         cmds["preprocess"] = preprocess(work, args.base)
+        if any(ROWS[r].align == "onset" for r in args.rows):
+            cmds["preprocess-onset"] = preprocess_onset(work)
     else:
         cmds["generate"] = ["python", "benchmarks/proxy_calibration.py", "--work", str(work), "--seed", str(args.seed),
                             "--rows", *[a for o in args.proxy for a in ("--proxy", o)]]
         cmds["preprocess"] = ["preprocess", "casme2", str(work / "set"), "--out", str(work / "cache"), "--no-progress"]
+    cmds.setdefault("preprocess-onset", ["preprocess", "casme2", str(work / "set"), "--out", str(work / "cache-onset"),
+                                         "--align", "onset", "--no-progress"])
     for name in ROWS:
         cmds[name] = loso_args(ROWS[name], work, args.seed)
     for name in args.rows if not args.report_only else []:
