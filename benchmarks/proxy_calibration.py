@@ -249,7 +249,7 @@ def write_table(work: Path, results: Path, seed: int, base: Path, cmds: dict[str
             f"{k} {truth.get('config', {}).get(k)}" for k in (
                 "amplitude_iod", "amplitude_draw", "noise_sigma", "flicker", "jpeg_quality", "drift_px", "pose_deg",
                 "pose_shift_iod", "pose_scale", "pose_yaw_deg", "rest_iod", "real_share", "partial_share",
-                "one_sided_share") if k in truth.get("config", {})) + ".",
+                "one_sided_share", "shading") if k in truth.get("config", {})) + ".",
         "",
         "| row | real strict UF1 / UAR | proxy strict UF1 / UAR | proxy - real (UF1) | real test-best | "
         "proxy test-best | real training acc. | proxy training acc. (folds < 0.9) | proxy recall neg / pos / sur | "
@@ -298,7 +298,11 @@ def write_table(work: Path, results: Path, seed: int, base: Path, cmds: dict[str
         if name in ROWS:
             where = base if ROWS[name].base else ROOT
             lines.append(f"(cd {where} && PYTHONPATH={where} nice -n 10 python -m train.cli {shlex.join(args)})")
-    lines += ["```", "", f"Made by `python benchmarks/proxy_calibration.py --work {work} --base {base} --seed {seed}`.", ""]
+    gen = cmds["generate"]
+    proxy = gen[gen.index("--rows") + 1:]  # the round's --proxy settings
+    made = shlex.join(["python", "benchmarks/proxy_calibration.py", "--work", str(work), "--base", str(base),
+                       "--seed", str(seed), *proxy])
+    lines += ["```", "", f"Made by `{made}`.", ""]
     text = "\n".join(lines)
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(text)
