@@ -257,6 +257,8 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path):
     assert r.exit_code == 2 and "nope.safetensors" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(cli, ["--max-file-size", "lots"])
     assert r.exit_code == 2 and "--max-file-size" in r.output
+    r = CliRunner().invoke(cli, ["--set", "spotting.return_frac=abc"])
+    assert r.exit_code == 2 and "spotting.return_frac=abc: takes a number" in r.output
 
 
 @pytest.mark.slow
