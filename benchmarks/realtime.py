@@ -189,7 +189,8 @@ def int8_agreement(checkpoint: Path, video: Path, frames: int) -> dict:
     """
     import numpy as np
 
-    from realtime.recognizer import Recognizer, RecognizerConfig, _softmax
+    from realtime.event_build import softmax as _softmax
+    from realtime.recognizer import Recognizer, RecognizerConfig
     from realtime.sources import VideoSource
 
     recs = [Recognizer.from_checkpoint(checkpoint, backend="onnx", config=RecognizerConfig(precision=p))

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 
@@ -64,17 +66,31 @@ def _check(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SettingError(f"--set {key}={value}: takes a number")
+        if not math.isfinite(value):
+            raise SettingError(f"--set {key}={value}: takes a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
             raise SettingError(f"--set {key}={json.dumps(value)}: takes a word")
         return value
     if origin is tuple:
+        if not isinstance(value, list):
+            raise SettingError(f"--set {key}={json.dumps(value)}: takes a JSON list, e.g. [1, 2]")
         kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
-        if not isinstance(value, list) or len(value) != len(kinds):
+        if len(value) != len(kinds):
             raise SettingError(f"--set {key}={json.dumps(value)}: takes a JSON list of {len(kinds)}")
         return tuple(_check(k, v, key) for k, v in zip(kinds, value))
-    return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise SettingError(f"--set {key}={json.dumps(value)}: takes a JSON object, e.g. {{\"a\": 0.5}}")
+        if args:
+            return {_check(args[0], k, key): _check(args[1], v, key) for k, v in value.items()}
+        return value
+    if tp is Path:
+        if not isinstance(value, str):
+            raise SettingError(f"--set {key}={json.dumps(value)}: takes a path")
+        return Path(value)
+    raise SettingError(f"--set {key}: this setting cannot be set from the command line; use the Python API")
 
 
 def apply_sets(cfg: Any, items: Sequence[str], error: Callable[[str], Exception] = SettingError) -> Any:

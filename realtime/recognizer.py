@@ -117,6 +117,14 @@ class RecognizerConfig:
             raise ValueError(f"landmarks={self.landmarks!r}: choose mesh or fast")
         if int(self.classify_every) < 1:
             raise ValueError(f"classify_every={self.classify_every!r}: give 1 (every frame) or more")
+        if self.precision not in ("fp32", "int8"):
+            raise ValueError(f"precision={self.precision!r}: choose fp32 or int8")
+        if self.max_faces < 1 or (self.threads is not None and self.threads < 1):
+            raise ValueError(f"max_faces={self.max_faces}, threads={self.threads}: give 1 or more")
+        if self.face_jump <= 0 or self.min_face_size < 0:
+            raise ValueError(f"face_jump={self.face_jump}, min_face_size={self.min_face_size}: give positive values")
+        if self.buffer_ms <= 0:
+            raise ValueError(f"buffer_ms={self.buffer_ms}: give a positive time in ms (default 4000)")
 
 
 @dataclass

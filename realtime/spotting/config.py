@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass
@@ -166,3 +166,13 @@ class SpottingConfig:
     def __post_init__(self) -> None:
         if self.transient_cue not in ("flow", "landmarks"):
             raise ValueError(f"transient_cue={self.transient_cue!r}: choose flow or landmarks")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+                raise ValueError(f"{f.name}={v}: a time, threshold or level is not negative (default {f.default})")
+        for name in ("noise_tau_ms", "smooth_ms", "max_event_ms", "micro_max_ms", "transient_lag_ms", "macro_lag_ms"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)}: give a positive time in ms")
+        for name in ("exit_frac", "settled_frac"):  # return_frac may exceed 1: no return test
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)}: give a fraction in (0, 1]")

@@ -120,8 +120,7 @@ def synth(
     if style == "realproxy":
         from train.synth.realproxy import RealProxyConfig, write_realproxy
 
-        n = samples if samples is not None else max(round(142 * subjects / 24), subjects)
-        cfg_rp = RealProxyConfig(out=out, subjects=subjects, samples=n, seed=seed, first_subject=first_subject)
+        cfg_rp = RealProxyConfig(out=out, subjects=subjects, seed=seed, first_subject=first_subject)
         if amplitude is not None:
             cfg_rp.amplitude_iod = (float(amplitude[0]), float(amplitude[1]))
         if sets:
@@ -131,13 +130,19 @@ def synth(
                 cfg_rp = apply_sets(cfg_rp, sets)
             except SettingError as e:
                 _fail(str(e))
+        if samples is not None:
+            cfg_rp.samples = samples
+        elif not any(s.split("=", 1)[0].strip() == "samples" for s in sets or []):
+            # CASME II's CDE part in proportion: 142 samples for 24 subjects.
+            cfg_rp.samples = max(round(142 * cfg_rp.subjects / 24), cfg_rp.subjects)
         t0 = time.perf_counter()
         try:
             cfg_rp.check()
             truth = write_realproxy(cfg_rp, progress=progress)
         except (SynthError, PyFeatUnavailable) as e:
             _fail(str(e))
-        typer.echo(f"wrote {len(truth['micro'])} samples of {subjects} subjects (CASME II layout, 200 fps) to {out} "
+        typer.echo(f"wrote {len(truth['micro'])} samples of {cfg_rp.subjects} subjects (CASME II layout, {cfg_rp.fps:g} fps) "
+                   f"to {out} "
                    f"in {time.perf_counter() - t0:.1f} s (generated: a proxy, not real micro-expressions)")
         return
     if samples is not None or amplitude is not None or sets:
