@@ -21,12 +21,9 @@ import numpy as np
 from moext.blendshapes import EXPRESSIVE, action_units
 from realtime.event_build import build_event, class_probabilities
 from realtime.events import Event
-from realtime.motion import REGION_GROUPS, GROUP_NAMES, FlowMeter, measure_motion, motion_image
+from realtime.motion import GROUP_NAMES, FlowMeter, measure_motion, motion_image
 from realtime.spotting.edges import smooth_ms
-from realtime.spotting.events import event_kind
-
-_REGION_OF = {g: r for r, gs in REGION_GROUPS.items() for g in gs}
-
+from realtime.spotting.events import REGION_OF, event_kind
 
 class ClipError(ValueError):
     """A clip that cannot give an event (no frames, no face); the message names it."""
@@ -96,7 +93,7 @@ def recognize_clip(rec, source, name: str | None = None) -> tuple[Event, int]:
         return SimpleNamespace(index=f[0], t_ms=f[1], blendshapes=f[6])
 
     event = build_event(frame(on), frame(ap), frame(frames[off]), kind=kind, probabilities=probs,
-                        amplitude=amplitude, region=_REGION_OF[GROUP_NAMES[g]], cue="clip",
+                        amplitude=amplitude, region=REGION_OF[GROUP_NAMES[g]], cue="clip",
                         reference_blendshapes=on[6] if au is not None else None, truncated=not after.size)
     rec.reset()
     return event, n
